@@ -1,0 +1,1 @@
+"""Wire contracts: CloudEvents envelopes, event payloads and HTTP request/response models."""

@@ -1,0 +1,93 @@
+"""The CloudEvents 1.0 envelope every modelgov event travels in, and its canonical bytes."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any, ClassVar, Generic, TypeVar
+
+import rfc8785
+import uuid6
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+SPEC_VERSION = "1.0"
+
+
+class EventData(BaseModel):
+    """Base of every event payload: frozen, strict about unknown fields, typed by `event_type`."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    event_type: ClassVar[str]
+
+
+DataT = TypeVar("DataT")
+
+
+class CloudEvent(BaseModel, Generic[DataT]):
+    """CloudEvents 1.0 structured-mode envelope with modelgov's extension attributes."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    specversion: str = Field(SPEC_VERSION, pattern=r"^1\.0$")
+    id: str = Field(min_length=1, description="time-ordered unique id (UUIDv7)")
+    source: str = Field(pattern=r"^modelgov/[a-z]+$")
+    type: str = Field(pattern=r"^modelgov\.[a-z]+\.[a-z_]+\.[a-z_]+\.v[0-9]+$")
+    subject: str = Field(min_length=1, description="the aggregate, e.g. model/credit-default")
+    time: datetime
+    datacontenttype: str = "application/json"
+    data: DataT
+    actor: str = Field(pattern=r"^(user|service|workflow):.+$")
+    correlationid: str | None = None
+    causationid: str | None = None
+    traceparent: str | None = None
+
+    @field_validator("time")
+    @classmethod
+    def _aware(cls, value: datetime) -> datetime:
+        if value.tzinfo is None:
+            raise ValueError("time must carry a timezone (RFC 3339)")
+        return value.astimezone(UTC)
+
+    @property
+    def service(self) -> str:
+        return self.type.split(".")[1]
+
+    def canonical_bytes(self) -> bytes:
+        """RFC 8785 bytes: the one serialization that is published, stored and hashed."""
+        return rfc8785.dumps(self.model_dump(mode="json", exclude_none=True))
+
+
+def new_event_id() -> str:
+    return str(uuid6.uuid7())
+
+
+def make_event(
+    data: EventData,
+    *,
+    subject: str,
+    actor: str,
+    time: datetime,
+    correlationid: str | None = None,
+    causationid: str | None = None,
+    traceparent: str | None = None,
+    event_id: str | None = None,
+) -> CloudEvent[dict[str, Any]]:
+    """Wrap a typed payload in its envelope; the payload's class names the event type."""
+    event_type = type(data).event_type
+    return CloudEvent[dict[str, Any]](
+        id=event_id or new_event_id(),
+        source=f"modelgov/{event_type.split('.')[1]}",
+        type=event_type,
+        subject=subject,
+        time=time,
+        data=data.model_dump(mode="json"),
+        actor=actor,
+        correlationid=correlationid,
+        causationid=causationid,
+        traceparent=traceparent,
+    )
+
+
+def parse_event(raw: bytes) -> CloudEvent[dict[str, Any]]:
+    """Parse and validate an envelope; raises ValueError with the reason when it is not one."""
+    return CloudEvent[dict[str, Any]].model_validate_json(raw)

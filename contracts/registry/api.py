@@ -1,0 +1,153 @@
+"""Registry HTTP request and response models."""
+
+from __future__ import annotations
+
+import math
+from datetime import datetime
+from enum import StrEnum
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+NAME_PATTERN = r"^[a-z0-9][a-z0-9-]{1,62}$"
+FEATURE_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]{0,127}$"
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class RiskTier(StrEnum):
+    high = "high"
+    medium = "medium"
+    low = "low"
+
+
+class VersionStatus(StrEnum):
+    registered = "registered"
+    validated = "validated"
+    approved = "approved"
+    rejected = "rejected"
+    deployed = "deployed"
+    retired = "retired"
+
+
+class ModelCreate(Strict):
+    name: str = Field(pattern=NAME_PATTERN, description="lowercase letters, digits and '-'")
+    description: str = Field("", max_length=4000)
+    owner: str = Field(min_length=1, max_length=200)
+    use_case: Literal["credit", "fraud", "other"]
+    risk_tier: RiskTier
+    protected_attributes: list[str] = Field(default_factory=list, max_length=50)
+
+
+class ModelPublic(ModelCreate):
+    created_at: datetime
+    created_by: str
+    latest_version: int | None
+    aliases: dict[str, int]
+
+
+class FeatureSpec(Strict):
+    name: str = Field(pattern=FEATURE_PATTERN)
+    dtype: Literal["float", "int", "string", "bool"]
+    min: float | None = None
+    max: float | None = None
+    categories: list[str] | None = None
+
+    @model_validator(mode="after")
+    def _consistent(self) -> FeatureSpec:
+        numeric = self.dtype in ("float", "int")
+        if (self.min is not None or self.max is not None) and not numeric:
+            raise ValueError(f"feature {self.name!r}: min/max apply to float or int features only")
+        if self.categories is not None and self.dtype != "string":
+            raise ValueError(f"feature {self.name!r}: categories apply to string features only")
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError(f"feature {self.name!r}: min {self.min} is greater than max {self.max}")
+        return self
+
+
+class TrainingData(Strict):
+    fingerprint: str = Field(pattern=r"^sha256:[0-9a-f]{64}$", description="sha256:<hex> of the data")
+    rows: int = Field(gt=0)
+    profile: dict[str, Any] = Field(default_factory=dict)
+
+
+class DecisionPolicy(Strict):
+    """Turns a score (probability of the adverse outcome) into a decision."""
+
+    review_at: float = Field(ge=0, le=1, description="score from which a case goes to review")
+    decline_at: float = Field(ge=0, le=1, description="score from which it is declined / blocked")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> DecisionPolicy:
+        if self.review_at > self.decline_at:
+            raise ValueError("review_at must not exceed decline_at")
+        return self
+
+
+class VersionMetadata(Strict):
+    feature_schema: list[FeatureSpec] = Field(min_length=1, max_length=5000)
+    training_data: TrainingData
+    params: dict[str, Any] = Field(default_factory=dict)
+    metrics: dict[str, float] = Field(default_factory=dict)
+    fairness: dict[str, Any] = Field(default_factory=dict)
+    environment: dict[str, str] = Field(default_factory=dict)
+    code_ref: str | None = Field(None, max_length=500)
+    decision_policy: DecisionPolicy | None = None
+
+    @field_validator("feature_schema")
+    @classmethod
+    def _unique(cls, value: list[FeatureSpec]) -> list[FeatureSpec]:
+        seen: set[str] = set()
+        for feature in value:
+            if feature.name in seen:
+                raise ValueError(f"feature {feature.name!r} appears twice")
+            seen.add(feature.name)
+        return value
+
+    @field_validator("metrics")
+    @classmethod
+    def _finite(cls, value: dict[str, float]) -> dict[str, float]:
+        bad = [k for k, v in value.items() if not math.isfinite(v)]
+        if bad:
+            raise ValueError(f"metrics must be finite numbers: {', '.join(bad)}")
+        return value
+
+
+class VersionPublic(Strict):
+    name: str
+    version: int
+    status: VersionStatus
+    artifact_sha256: str
+    artifact_size: int
+    artifact_format: str
+    metadata: VersionMetadata
+    registered_at: datetime
+    registered_by: str
+    aliases: list[str]
+
+
+class VersionCreated(Strict):
+    version: int
+    artifact_sha256: str
+    status: VersionStatus
+
+
+class TransitionRequest(Strict):
+    to: VersionStatus
+    comment: str = Field("", max_length=4000)
+
+
+class AliasSet(Strict):
+    version: int = Field(gt=0)
+    evidence: str | None = Field(
+        None, max_length=4000, description="approval evidence (a workflow id, a review record)"
+    )
+    reason: str | None = Field(None, max_length=4000, description="why: required for break-glass")
+
+
+class AliasPublic(Strict):
+    name: str
+    alias: str
+    version: int

@@ -1,0 +1,1 @@
+"""modelgov's services and the runtime they share."""

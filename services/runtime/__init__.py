@@ -1,0 +1,1 @@
+"""What every service shares: settings, db, event bus, outbox, auth, errors, telemetry."""

@@ -1,0 +1,121 @@
+"""The event bus: one NATS connection with JetStream, kept alive across outages."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import nats
+from nats.aio.client import Client
+from nats.js import JetStreamContext, api
+from nats.js.errors import BadRequestError
+
+from contracts.streams import StreamSpec, stream_specs
+from services.runtime.settings import Settings
+
+log = logging.getLogger(__name__)
+
+MSG_ID = api.Header.MSG_ID  # "Nats-Msg-Id": the server drops a repeat inside its window
+
+
+class BusUnavailable(RuntimeError):
+    """NATS is not reachable now; the caller keeps the work and retries later."""
+
+
+class Bus:
+    """Connects in the background and reconnects forever: an outage delays work, never fails it."""
+
+    def __init__(self, settings: Settings, name: str) -> None:
+        self.settings = settings
+        self.name = name
+        self.nc: Client | None = None
+        self.js: JetStreamContext | None = None
+        self._ready = asyncio.Event()
+        self._task: asyncio.Task | None = None
+        self._closing = False
+
+    @property
+    def connected(self) -> bool:
+        return self.nc is not None and self.nc.is_connected and self._ready.is_set()
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._connect_loop(), name=f"bus-connect-{self.name}")
+
+    async def wait_ready(self, timeout: float | None = None) -> bool:
+        try:
+            await asyncio.wait_for(self._ready.wait(), timeout)
+            return True
+        except TimeoutError:
+            return False
+
+    async def _connect_loop(self) -> None:
+        while not self._closing:
+            try:
+                self.nc = await nats.connect(
+                    self.settings.nats_url,
+                    name=f"modelgov-{self.name}",
+                    allow_reconnect=True,
+                    max_reconnect_attempts=-1,
+                    reconnect_time_wait=0.5,
+                    connect_timeout=2,
+                    error_cb=self._on_error,
+                )
+                self.js = self.nc.jetstream()
+                await ensure_streams(self.js, self.settings)
+                self._ready.set()
+                log.info("connected to NATS at %s", self.settings.nats_url)
+                return
+            except Exception as exc:  # noqa: BLE001 - any failure means: try again shortly
+                log.warning("NATS not reachable at %s (%s); retrying", self.settings.nats_url, exc)
+                if self.nc is not None and not self.nc.is_closed:
+                    await self.nc.close()
+                self.nc = None
+                await asyncio.sleep(1)
+
+    async def _on_error(self, exc: Exception) -> None:
+        log.debug("nats: %s", exc)
+
+    def jetstream(self) -> JetStreamContext:
+        if not self.connected or self.js is None:
+            raise BusUnavailable(f"NATS is not reachable at {self.settings.nats_url}")
+        return self.js
+
+    async def publish(
+        self, subject: str, payload: bytes, msg_id: str, headers: dict[str, str] | None = None
+    ) -> api.PubAck:
+        """Publish to JetStream and wait for the PubAck: after it, the event is durable."""
+        js = self.jetstream()
+        return await js.publish(
+            subject, payload, timeout=5, headers={MSG_ID: msg_id, **(headers or {})}
+        )
+
+    async def close(self) -> None:
+        self._closing = True
+        if self._task:
+            self._task.cancel()
+        if self.nc is not None and not self.nc.is_closed:
+            try:
+                await self.nc.drain()
+            except Exception:  # noqa: BLE001 - closing a broken connection
+                await self.nc.close()
+
+
+async def ensure_streams(js: JetStreamContext, settings: Settings) -> None:
+    """Create GOVERNANCE and DECISIONS (file storage), or bring their config up to date."""
+    for spec in stream_specs(settings.decision_retention_seconds):
+        config = stream_config(spec, settings)
+        try:
+            await js.add_stream(config)
+        except BadRequestError:
+            await js.update_stream(config)
+
+
+def stream_config(spec: StreamSpec, settings: Settings) -> api.StreamConfig:
+    return api.StreamConfig(
+        name=spec.name,
+        subjects=list(spec.subjects),
+        storage=api.StorageType.FILE,
+        retention=api.RetentionPolicy.LIMITS,
+        max_age=spec.max_age_seconds,
+        duplicate_window=settings.nats_duplicate_window_seconds,
+    )

@@ -1,0 +1,76 @@
+"""One settings object for every service, read from MODELGOV_* environment variables."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="MODELGOV_", extra="ignore")
+
+    mode: Literal["local", "production"] = "local"
+    var_dir: Path = Path("var")
+
+    nats_url: str = "nats://127.0.0.1:4222"
+    nats_monitor_port: int = 8222
+    # How long the server drops a re-published Nats-Msg-Id. Consumers dedupe by event id as well,
+    # because an outbox row can be retried after any window.
+    nats_duplicate_window_seconds: float = 120
+    decision_retention_seconds: float = 25 * 31 * 24 * 3600
+    temporal_address: str = "127.0.0.1:7233"
+    temporal_ui_port: int = 8233
+
+    registry_port: int = 8001
+    scoring_port: int = 8002
+    monitoring_port: int = 8003
+    audit_port: int = 8004
+
+    registry_database_url: str | None = None
+    audit_database_url: str | None = None
+    # Where POST /v1/audit/replay rebuilds; a fresh SQLite file per run by default.
+    audit_replay_dir: Path | None = None
+
+    artifact_dir: Path | None = None
+    max_artifact_bytes: int = 200 * 1024 * 1024
+
+    # role → bearer token (local) or [{token, name, roles}] (production); see runtime.auth
+    tokens_file: Path | None = None
+
+    outbox_batch: int = 256
+    otel_exporter: Literal["none", "console", "otlp"] = "none"
+    otel_endpoint: str | None = None
+
+    @model_validator(mode="after")
+    def _production_needs_explicit_secrets(self) -> Settings:
+        if self.mode == "production" and self.tokens_file is None:
+            raise ValueError("MODELGOV_TOKENS_FILE must be set in production mode")
+        return self
+
+    def database_url(self, service: str) -> str:
+        explicit = getattr(self, f"{service}_database_url", None)
+        return explicit or f"sqlite:///{(self.var_dir / f'{service}.db').resolve()}"
+
+    @property
+    def artifacts(self) -> Path:
+        return self.artifact_dir or self.var_dir / "artifacts"
+
+    @property
+    def replay_dir(self) -> Path:
+        return self.audit_replay_dir or self.var_dir / "replay"
+
+    @property
+    def tokens_path(self) -> Path:
+        return self.tokens_file or self.var_dir / "local-tokens.json"
+
+    def port(self, service: str) -> int:
+        return getattr(self, f"{service}_port")
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()
