@@ -1,0 +1,184 @@
+"""Reads GOVERNANCE and DECISIONS in stream order into the hash chains, live and on replay.
+
+The store is its own cursor (audit_cursor, same transaction as the entries), so the consumer is
+an ordered, ephemeral JetStream consumer started at the store's last sequence + 1: a crash or a
+NATS outage resumes exactly where the committed chain ends, and chain order is stream order.
+(A durable consumer with acks would redeliver a lost message after later ones, out of order.)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+from nats.errors import Error as NatsError
+from nats.js import JetStreamContext, api
+from opentelemetry import trace
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.trace import SpanKind
+
+from contracts.streams import deadletter_subject, stream_specs
+from services.audit.domain import Batch, ChainHead, Message, plan
+from services.audit.store import AuditStore
+from services.runtime.bus import Bus, BusUnavailable
+from services.runtime.telemetry import context_from, tracer
+
+log = logging.getLogger(__name__)
+
+CONSUMER_NAME = "audit"
+BATCH = 1000
+QUEUE_LIMIT = 4 * BATCH  # past this the callback waits, flow control pauses the server
+IDLE_CHECK_SECONDS = 5.0
+
+
+def stream_filter(stream: str) -> str:
+    return next(spec.subjects[0] for spec in stream_specs() if spec.name == stream)
+
+
+async def read_batches(
+    js: JetStreamContext, stream: str, start_seq: int, until_seq: int | None = None,
+    batch: int = BATCH, idle_check=None,
+) -> AsyncIterator[list[Message]]:
+    """Yield the stream's messages from `start_seq` (to `until_seq`) in order, in batches."""
+    queue: asyncio.Queue = asyncio.Queue(maxsize=QUEUE_LIMIT)
+
+    async def on_msg(msg) -> None:
+        await queue.put(msg)
+
+    config = api.ConsumerConfig(deliver_policy=api.DeliverPolicy.BY_START_SEQUENCE,
+                                opt_start_seq=max(start_seq, 1))
+    sub = await js.subscribe(stream_filter(stream), stream=stream, cb=on_msg, ordered_consumer=True,
+                             config=config, idle_heartbeat=1.0,
+                             pending_msgs_limit=QUEUE_LIMIT * 4)
+    try:
+        while True:
+            try:
+                first = await asyncio.wait_for(queue.get(), IDLE_CHECK_SECONDS)
+            except TimeoutError:
+                if idle_check is not None:
+                    await idle_check()
+                continue
+            msgs = [first]
+            while len(msgs) < batch and not queue.empty():
+                msgs.append(queue.get_nowait())
+            out = [Message(stream, m.metadata.sequence.stream, m.subject, m.data) for m in msgs]
+            if until_seq is not None:
+                out = [m for m in out if m.stream_seq <= until_seq]
+            if out:
+                yield out
+            if until_seq is not None and msgs[-1].metadata.sequence.stream >= until_seq:
+                return
+    finally:
+        await sub.unsubscribe()
+
+
+class Stalled(RuntimeError):
+    """The stream holds more than the subscription delivered: resubscribe from the cursor."""
+
+
+class Ingestor:
+    """Chains batches of one stream into a store; dead-letters what is not an event."""
+
+    def __init__(self, store: AuditStore, stream: str, bus: Bus | None = None) -> None:
+        self.store = store
+        self.stream = stream
+        self.bus = bus  # None on replay: the live consumer already reported those messages
+        self._head: ChainHead | None = None
+        self.appended = 0
+
+    async def ingest(self, messages: list[Message]) -> Batch:
+        if self._head is None:
+            self._head = await asyncio.to_thread(self.store.head, self.stream)
+        batch = plan(self._head, messages, set())
+        # Re-delivered events are rare: look their ids up once, re-plan only when some are known.
+        known = await asyncio.to_thread(self.store.chained_ids, [e.event_id for e in batch.entries])
+        if known:
+            batch = plan(self._head, messages, known)
+        if self.bus is not None:
+            for rejected in batch.rejected:
+                await self._deadletter(rejected.message, rejected.reason)
+        try:
+            await asyncio.to_thread(self.store.append, self.stream, batch)
+        except Exception:
+            self._head = None  # re-read: another writer may have moved the chain
+            raise
+        self._head = batch.head
+        self.appended += len(batch.entries)
+        _trace(batch)
+        return batch
+
+    async def _deadletter(self, msg: Message, reason: str) -> None:
+        headers = {
+            "Modelgov-Reason": " ".join(reason.split())[:1000],
+            "Modelgov-Stream": msg.stream,
+            "Modelgov-Stream-Seq": str(msg.stream_seq),
+            "Modelgov-Subject": msg.subject,
+        }
+        msg_id = f"deadletter-{CONSUMER_NAME}-{msg.stream}-{msg.stream_seq}"
+        await self.bus.publish(deadletter_subject(CONSUMER_NAME), msg.payload, msg_id, headers)
+        log.warning("dead-lettered %s seq %d: %s", msg.stream, msg.stream_seq, reason)
+
+
+def _trace(batch: Batch) -> None:
+    if not isinstance(trace.get_tracer_provider(), TracerProvider):
+        return
+    for entry in batch.entries:
+        span = tracer.start_span("audit append", context=context_from(entry.traceparent),
+                                 kind=SpanKind.CONSUMER)
+        span.set_attribute("messaging.message.id", entry.event_id)
+        span.set_attribute("modelgov.audit.stream", entry.stream)
+        span.set_attribute("modelgov.audit.position", entry.position)
+        span.end()
+
+
+@dataclass
+class LiveConsumer:
+    """Keeps one stream's chain up to date, across NATS outages and restarts."""
+
+    store: AuditStore
+    stream: str
+    bus: Bus
+
+    async def run(self) -> None:
+        ingestor = Ingestor(self.store, self.stream, self.bus)
+        while True:
+            try:
+                await self.bus.wait_ready()
+                js = self.bus.jetstream()
+                start = await asyncio.to_thread(self.store.cursor, self.stream) + 1
+
+                async def idle_check(js=js) -> None:
+                    info = await js.stream_info(self.stream)
+                    done = await asyncio.to_thread(self.store.cursor, self.stream)
+                    if info.state.last_seq > done:
+                        raise Stalled(f"{self.stream} at {info.state.last_seq}, chain at {done}")
+
+                async for messages in read_batches(js, self.stream, start, idle_check=idle_check):
+                    await ingestor.ingest(messages)
+            except asyncio.CancelledError:
+                raise
+            except (NatsError, BusUnavailable, Stalled, TimeoutError) as exc:
+                log.info("audit consumer for %s restarts: %s", self.stream, exc)
+                await asyncio.sleep(0.5)
+            except Exception:  # noqa: BLE001 - e.g. the database is down: retry, never give up
+                log.exception("audit consumer for %s failed; retrying", self.stream)
+                await asyncio.sleep(1)
+
+
+async def rebuild(js: JetStreamContext, live: AuditStore, fresh: AuditStore, stream: str) -> dict:
+    """Replay `stream` from its first message into `fresh`, up to where `live` has read it."""
+    live_seq, live_head = await asyncio.to_thread(live.snapshot, stream)
+    info = await js.stream_info(stream)
+    until = min(live_seq, info.state.last_seq)
+    ingestor = Ingestor(fresh, stream)
+    if until >= max(info.state.first_seq, 1):
+        async for messages in read_batches(js, stream, 1, until_seq=until):
+            await ingestor.ingest(messages)
+    rebuilt = await asyncio.to_thread(fresh.head, stream)
+    return {
+        "stream": stream, "live_head": live_head.hash, "rebuilt_head": rebuilt.hash,
+        "live_count": live_head.position, "rebuilt_count": rebuilt.position,
+        "read_to_seq": until, "match": live_head == rebuilt,
+    }

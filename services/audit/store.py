@@ -1,0 +1,177 @@
+"""The append-only audit tables and their queries (SQLite and PostgreSQL)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    DateTime,
+    Engine,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    UniqueConstraint,
+    func,
+    insert,
+    or_,
+    select,
+    update,
+)
+
+from services.audit.domain import Batch, ChainHead, ChainRow
+
+metadata = MetaData()
+Id = BigInteger().with_variant(Integer(), "sqlite")
+
+audit_events = Table(
+    "audit_events",
+    metadata,
+    # Ingestion order across both chains: the keyset for paging.
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("stream", String(32), nullable=False),
+    Column("position", BigInteger, nullable=False),
+    Column("stream_seq", BigInteger, nullable=False),
+    Column("event_id", String(64), nullable=False),
+    Column("type", String(200), nullable=False),
+    Column("subject", String(500), nullable=False),
+    Column("time", DateTime(timezone=True), nullable=False),
+    Column("actor", String(200), nullable=False),
+    Column("payload", LargeBinary, nullable=False),
+    Column("prev_hash", String(64), nullable=False),
+    Column("hash", String(64), nullable=False),
+    UniqueConstraint("stream", "position", name="uq_audit_events_stream_position"),
+    UniqueConstraint("event_id", name="uq_audit_events_event_id"),
+    Index("ix_audit_events_subject", "subject"),
+    Index("ix_audit_events_type", "type"),
+    Index("ix_audit_events_time", "time"),
+)
+
+# Where each stream has been read to, written in the same transaction as the entries, so the
+# store is its own consumer cursor: a crash can neither skip nor repeat a message.
+audit_cursor = Table(
+    "audit_cursor",
+    metadata,
+    Column("stream", String(32), primary_key=True),
+    Column("last_seq", BigInteger, nullable=False),
+)
+
+
+@dataclass(frozen=True)
+class EventFilter:
+    subject: str | None = None
+    subject_prefix: str | None = None
+    type: str | None = None
+    actor: str | None = None
+    stream: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+
+
+class AuditStore:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def head(self, stream: str) -> ChainHead:
+        t = audit_events
+        query = (select(t.c.position, t.c.hash).where(t.c.stream == stream)
+                 .order_by(t.c.position.desc()).limit(1))
+        with self.engine.connect() as conn:
+            row = conn.execute(query).first()
+        return ChainHead(row.position, row.hash) if row else ChainHead()
+
+    def snapshot(self, stream: str) -> tuple[int, ChainHead]:
+        """Cursor and head in one statement, so they describe the same cut of the stream."""
+        t = audit_events
+        last = t.select().where(t.c.stream == stream).order_by(t.c.position.desc()).limit(1).subquery()
+        query = select(
+            select(audit_cursor.c.last_seq).where(audit_cursor.c.stream == stream).scalar_subquery(),
+            select(last.c.position).scalar_subquery(),
+            select(last.c.hash).scalar_subquery(),
+        )
+        with self.engine.connect() as conn:
+            seq, position, digest = conn.execute(query).one()
+        return seq or 0, ChainHead(position, digest) if position else ChainHead()
+
+    def cursor(self, stream: str) -> int:
+        with self.engine.connect() as conn:
+            value = conn.scalar(select(audit_cursor.c.last_seq).where(audit_cursor.c.stream == stream))
+        return value or 0
+
+    def chained_ids(self, ids: list[str]) -> set[str]:
+        if not ids:
+            return set()
+        with self.engine.connect() as conn:
+            found = conn.scalars(select(audit_events.c.event_id).where(audit_events.c.event_id.in_(ids)))
+            return set(found)
+
+    def append(self, stream: str, batch: Batch) -> None:
+        """Entries and the new cursor in one transaction."""
+        rows = [
+            {"stream": e.stream, "position": e.position, "stream_seq": e.stream_seq,
+             "event_id": e.event_id, "type": e.type, "subject": e.subject, "time": e.time,
+             "actor": e.actor, "payload": e.payload, "prev_hash": e.prev_hash, "hash": e.hash}
+            for e in batch.entries
+        ]
+        with self.engine.begin() as conn:
+            if rows:
+                conn.execute(insert(audit_events), rows)
+            moved = conn.execute(update(audit_cursor).where(audit_cursor.c.stream == stream)
+                                 .values(last_seq=batch.last_seq))
+            if moved.rowcount == 0:
+                conn.execute(insert(audit_cursor).values(stream=stream, last_seq=batch.last_seq))
+
+    def chain(self, stream: str) -> Iterator[ChainRow]:
+        t = audit_events
+        query = (select(t.c.position, t.c.payload, t.c.prev_hash, t.c.hash)
+                 .where(t.c.stream == stream).order_by(t.c.position))
+        with self.engine.connect() as conn:
+            for row in conn.execution_options(yield_per=5000).execute(query):
+                yield ChainRow(row.position, bytes(row.payload), row.prev_hash, row.hash)
+
+    def streams(self) -> list[str]:
+        with self.engine.connect() as conn:
+            return list(conn.scalars(select(audit_events.c.stream).distinct().order_by("stream")))
+
+    def count(self, stream: str) -> int:
+        with self.engine.connect() as conn:
+            return conn.scalar(select(func.count()).where(audit_events.c.stream == stream)) or 0
+
+    def events(self, f: EventFilter, limit: int, after_id: int = 0) -> tuple[list[dict], int | None]:
+        """One page in ingestion order, and the cursor for the next page (None at the end)."""
+        t = audit_events
+        query = select(t).where(t.c.id > after_id)
+        if f.subject:
+            query = query.where(t.c.subject == f.subject)
+        if f.subject_prefix:
+            p = f.subject_prefix
+            query = query.where(or_(t.c.subject == p, t.c.subject.startswith(p + "/", autoescape=True)))
+        for column, value in ((t.c.type, f.type), (t.c.actor, f.actor), (t.c.stream, f.stream)):
+            if value:
+                query = query.where(column == value)
+        if f.since:
+            query = query.where(t.c.time >= f.since)
+        if f.until:
+            query = query.where(t.c.time < f.until)
+        query = query.order_by(t.c.id).limit(limit + 1)
+        with self.engine.connect() as conn:
+            rows = conn.execute(query).all()
+        more = len(rows) > limit
+        rows = rows[:limit]
+        return [_public(r) for r in rows], (rows[-1].id if more else None)
+
+
+def _public(row) -> dict:
+    return {
+        "stream": row.stream, "position": row.position, "stream_seq": row.stream_seq,
+        "event_id": row.event_id, "type": row.type, "subject": row.subject, "time": row.time,
+        "actor": row.actor, "prev_hash": row.prev_hash, "hash": row.hash,
+        "event": json.loads(row.payload),
+    }
