@@ -82,9 +82,15 @@ def stop_pid(pid: int, timeout: float = 10) -> None:
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
-        return True
     except ProcessLookupError:
         return False
+    # A process that is not our child stays a zombie until init reaps it, which can take seconds
+    # on some machines: it has exited, so count it as gone.
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True  # no procfs (macOS): kill(0) is all we know
+    return stat.rpartition(")")[2].split()[0] != "Z"
 
 
 @dataclass

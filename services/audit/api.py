@@ -43,7 +43,7 @@ def _aware(name: str, value: datetime | None) -> datetime | None:
     if value is not None and value.tzinfo is None:
         raise Problem(422, "Unprocessable Content",
                       f"{name} must be RFC 3339 with a timezone, e.g. 2026-01-31T12:00:00Z")
-    return value
+    return value.astimezone(UTC) if value else None
 
 
 def _cursor(value: str | None) -> int:

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from nats.errors import Error as NatsError
 from nats.js import JetStreamContext, api
+from nats.js.errors import NotFoundError
 from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.trace import SpanKind
@@ -37,11 +38,19 @@ def stream_filter(stream: str) -> str:
     return next(spec.subjects[0] for spec in stream_specs() if spec.name == stream)
 
 
+class Gap(RuntimeError):
+    """A message was skipped on the way (e.g. dropped by a slow client): re-read from the cursor."""
+
+
 async def read_batches(
     js: JetStreamContext, stream: str, start_seq: int, until_seq: int | None = None,
     batch: int = BATCH, idle_check=None,
 ) -> AsyncIterator[list[Message]]:
-    """Yield the stream's messages from `start_seq` (to `until_seq`) in order, in batches."""
+    """Yield the stream's messages from `start_seq` (to `until_seq`) in order, in batches.
+
+    Every stream sequence is accounted for: a jump that is not a deleted message raises Gap, so
+    a message lost between server and client can never leave a hole in a chain.
+    """
     queue: asyncio.Queue = asyncio.Queue(maxsize=QUEUE_LIMIT)
 
     async def on_msg(msg) -> None:
@@ -50,8 +59,8 @@ async def read_batches(
     config = api.ConsumerConfig(deliver_policy=api.DeliverPolicy.BY_START_SEQUENCE,
                                 opt_start_seq=max(start_seq, 1))
     sub = await js.subscribe(stream_filter(stream), stream=stream, cb=on_msg, ordered_consumer=True,
-                             config=config, idle_heartbeat=1.0,
-                             pending_msgs_limit=QUEUE_LIMIT * 4)
+                             config=config, idle_heartbeat=1.0)
+    expected = None if start_seq <= 1 else start_seq  # a stream may begin past 1 (retention)
     try:
         while True:
             try:
@@ -63,15 +72,29 @@ async def read_batches(
             msgs = [first]
             while len(msgs) < batch and not queue.empty():
                 msgs.append(queue.get_nowait())
-            out = [Message(stream, m.metadata.sequence.stream, m.subject, m.data) for m in msgs]
-            if until_seq is not None:
-                out = [m for m in out if m.stream_seq <= until_seq]
+            out = []
+            for m in msgs:
+                seq = m.metadata.sequence.stream
+                if expected is not None and seq > expected:
+                    await _check_deleted(js, stream, expected, seq)
+                expected = seq + 1
+                if until_seq is None or seq <= until_seq:
+                    out.append(Message(stream, seq, m.subject, m.data))
             if out:
                 yield out
-            if until_seq is not None and msgs[-1].metadata.sequence.stream >= until_seq:
+            if until_seq is not None and expected > until_seq:
                 return
     finally:
         await sub.unsubscribe()
+
+
+async def _check_deleted(js: JetStreamContext, stream: str, first: int, upto: int) -> None:
+    for seq in range(first, upto):
+        try:
+            await js.get_msg(stream, seq)
+        except NotFoundError:
+            continue  # deleted or expired from the stream: nothing to chain
+        raise Gap(f"{stream}: message {seq} was not delivered before {upto}")
 
 
 class Stalled(RuntimeError):
@@ -89,25 +112,37 @@ class Ingestor:
         self.appended = 0
 
     async def ingest(self, messages: list[Message]) -> Batch:
-        if self._head is None:
-            self._head = await asyncio.to_thread(self.store.head, self.stream)
-        batch = plan(self._head, messages, set())
-        # Re-delivered events are rare: look their ids up once, re-plan only when some are known.
-        known = await asyncio.to_thread(self.store.chained_ids, [e.event_id for e in batch.entries])
-        if known:
-            batch = plan(self._head, messages, known)
-        if self.bus is not None:
+        # Planning and writing run off the event loop, so the next batch arrives meanwhile.
+        batch, written = await asyncio.to_thread(self._plan_and_append, messages)
+        if not written:
             for rejected in batch.rejected:
                 await self._deadletter(rejected.message, rejected.reason)
+            await asyncio.to_thread(self._append, batch)
+        self.appended += len(batch.entries)
+        _trace(batch)
+        return batch
+
+    def _plan_and_append(self, messages: list[Message]) -> tuple[Batch, bool]:
+        """Plan the batch; write it at once unless dead letters must be reported first."""
+        if self._head is None:
+            self._head = self.store.head(self.stream)
+        batch = plan(self._head, messages, set())
+        # Re-delivered events are rare: look their ids up once, re-plan only when some are known.
+        known = self.store.chained_ids([e.event_id for e in batch.entries])
+        if known:
+            batch = plan(self._head, messages, known)
+        if batch.rejected and self.bus is not None:
+            return batch, False
+        self._append(batch)
+        return batch, True
+
+    def _append(self, batch: Batch) -> None:
         try:
-            await asyncio.to_thread(self.store.append, self.stream, batch)
+            self.store.append(self.stream, batch)
         except Exception:
             self._head = None  # re-read: another writer may have moved the chain
             raise
         self._head = batch.head
-        self.appended += len(batch.entries)
-        _trace(batch)
-        return batch
 
     async def _deadletter(self, msg: Message, reason: str) -> None:
         headers = {
@@ -159,7 +194,7 @@ class LiveConsumer:
                     await ingestor.ingest(messages)
             except asyncio.CancelledError:
                 raise
-            except (NatsError, BusUnavailable, Stalled, TimeoutError) as exc:
+            except (NatsError, BusUnavailable, Stalled, Gap, TimeoutError) as exc:
                 log.info("audit consumer for %s restarts: %s", self.stream, exc)
                 await asyncio.sleep(0.5)
             except Exception:  # noqa: BLE001 - e.g. the database is down: retry, never give up
@@ -173,9 +208,14 @@ async def rebuild(js: JetStreamContext, live: AuditStore, fresh: AuditStore, str
     info = await js.stream_info(stream)
     until = min(live_seq, info.state.last_seq)
     ingestor = Ingestor(fresh, stream)
-    if until >= max(info.state.first_seq, 1):
-        async for messages in read_batches(js, stream, 1, until_seq=until):
-            await ingestor.ingest(messages)
+    done = 0
+    while done < until and until >= info.state.first_seq:
+        try:
+            async for messages in read_batches(js, stream, done + 1, until_seq=until):
+                await ingestor.ingest(messages)
+        except Gap as exc:
+            log.info("replay of %s resumes: %s", stream, exc)
+        done = await asyncio.to_thread(fresh.cursor, stream)
     rebuilt = await asyncio.to_thread(fresh.head, stream)
     return {
         "stream": stream, "live_head": live_head.hash, "rebuilt_head": rebuilt.hash,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 
 from sqlalchemy import (
     BigInteger,
@@ -169,9 +169,11 @@ class AuditStore:
 
 
 def _public(row) -> dict:
+    # SQLite keeps no zone; every time we write is UTC.
+    when = row.time if row.time.tzinfo else row.time.replace(tzinfo=UTC)
     return {
         "stream": row.stream, "position": row.position, "stream_seq": row.stream_seq,
-        "event_id": row.event_id, "type": row.type, "subject": row.subject, "time": row.time,
+        "event_id": row.event_id, "type": row.type, "subject": row.subject, "time": when,
         "actor": row.actor, "prev_hash": row.prev_hash, "hash": row.hash,
         "event": json.loads(row.payload),
     }

