@@ -121,7 +121,7 @@ async def replay_streams(request: Request, _who: Admin) -> ReplayReport:
     target = target_dir / f"audit-replay-{datetime.now(UTC):%Y%m%dT%H%M%S%f}.db"
     url = f"sqlite:///{target.resolve()}"
     await asyncio.to_thread(migrate.upgrade, "audit", url)
-    engine = make_engine(url)
+    engine = make_engine(url, scratch=True)
     started = time.perf_counter()
     try:
         fresh = AuditStore(engine)

@@ -19,7 +19,7 @@ from services.runtime.health import HttpMetrics, MetricsMiddleware
 from services.runtime.health import router as health_router
 from services.runtime.outbox import Relay
 from services.runtime.settings import Settings
-from services.runtime.telemetry import TracingMiddleware, setup_tracing
+from services.runtime.telemetry import setup_tracing
 
 Hook = Callable[["Runtime"], Awaitable[None]]
 
@@ -81,7 +81,6 @@ def build_app(
     app.state.metrics = HttpMetrics(name)
     install_error_handlers(app)
     app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)
-    app.add_middleware(TracingMiddleware)
     app.include_router(health_router)
     for router in routers:
         app.include_router(router)

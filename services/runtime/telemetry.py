@@ -1,14 +1,15 @@
-"""OpenTelemetry: one trace from an HTTP request, through the event's traceparent, to consumers."""
+"""OpenTelemetry: one trace from an HTTP request, through the event's traceparent, to consumers.
+
+HTTP server spans come from FastAPI's native telemetry (it continues an incoming traceparent);
+this module adds the exporter set-up and carries the context through events.
+"""
 
 from __future__ import annotations
-
-from collections.abc import Awaitable, Callable
 
 from opentelemetry import context, trace
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter
-from opentelemetry.trace import SpanKind, Status, StatusCode
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from services.runtime.settings import Settings
@@ -39,30 +40,3 @@ def current_traceparent() -> str | None:
 
 def context_from(traceparent: str | None) -> context.Context:
     return _propagator.extract({"traceparent": traceparent} if traceparent else {})
-
-
-class TracingMiddleware:
-    """ASGI middleware: a server span per HTTP request, continuing an incoming traceparent."""
-
-    def __init__(self, app: Callable[..., Awaitable[None]]) -> None:
-        self.app = app
-
-    async def __call__(self, scope, receive, send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope.get("headers", [])}
-        parent = _propagator.extract(headers)
-        name = f"{scope['method']} {scope['path']}"
-        with tracer.start_as_current_span(name, context=parent, kind=SpanKind.SERVER) as span:
-            span.set_attribute("http.request.method", scope["method"])
-            span.set_attribute("url.path", scope["path"])
-
-            async def send_with_status(message) -> None:
-                if message["type"] == "http.response.start":
-                    span.set_attribute("http.response.status_code", message["status"])
-                    if message["status"] >= 500:
-                        span.set_status(Status(StatusCode.ERROR))
-                await send(message)
-
-            await self.app(scope, receive, send_with_status)
