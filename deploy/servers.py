@@ -93,6 +93,24 @@ def _alive(pid: int) -> bool:
     return stat.rpartition(")")[2].split()[0] != "Z"
 
 
+def spawn(cmd: list[str], log_file: Path | None) -> subprocess.Popen:
+    """A child in its own session (so stop_pid takes its whole group), output to `log_file`."""
+    if log_file is None:
+        return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_file, "ab") as out:
+        return subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def stop(proc: subprocess.Popen | None) -> None:
+    """Stop a child started by spawn(); returns None to clear the caller's handle."""
+    if proc is not None and proc.poll() is None:
+        stop_pid(proc.pid)
+        proc.wait(timeout=15)
+    return None
+
+
 @dataclass
 class NatsServer:
     """nats-server with JetStream on file storage; stop() and start() keep port and data."""
@@ -120,19 +138,12 @@ class NatsServer:
         self.store_dir.mkdir(parents=True, exist_ok=True)
         conf = self.store_dir / "nats.conf"
         conf.write_text(self.config_text())
-        out = open(self.log_file, "ab") if self.log_file else subprocess.DEVNULL
-        self.proc = subprocess.Popen(
-            [binary("nats-server"), "-c", str(conf)],
-            stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
-        )
+        self.proc = spawn([binary("nats-server"), "-c", str(conf)], self.log_file)
         wait_port(self.port, timeout, self.proc)
         return self
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            stop_pid(self.proc.pid)
-            self.proc.wait(timeout=10)
-        self.proc = None
+        self.proc = stop(self.proc)
 
 
 @dataclass
@@ -162,16 +173,11 @@ class TemporalDevServer:
 
     def start(self, timeout: float = 60) -> TemporalDevServer:
         self.db_file.parent.mkdir(parents=True, exist_ok=True)
-        out = open(self.log_file, "ab") if self.log_file else subprocess.DEVNULL
-        self.proc = subprocess.Popen(self.command(), stdout=out, stderr=subprocess.STDOUT,
-                                     start_new_session=True)
+        self.proc = spawn(self.command(), self.log_file)
         wait_port(self.port, timeout, self.proc)
         if not self.headless:
             wait_port(self.ui_port, timeout, self.proc)
         return self
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            stop_pid(self.proc.pid)
-            self.proc.wait(timeout=15)
-        self.proc = None
+        self.proc = stop(self.proc)

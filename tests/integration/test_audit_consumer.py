@@ -22,16 +22,7 @@ from services.runtime.db import make_engine
 from tests.conftest import bearer
 from tests.factories import model_created
 from tests.nats_helpers import publish_events, publish_raw, stream_messages
-
-
-def wait_for(predicate, timeout=20.0, interval=0.05):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"condition not met within {timeout}s")
+from tests.waiting import wait_for
 
 
 def chained_ids(client: TestClient) -> list[str]:

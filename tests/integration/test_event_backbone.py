@@ -22,16 +22,7 @@ from services.registry.app import create_app as create_registry
 from tests.conftest import bearer
 from tests.nats_helpers import stream_messages
 from tests.registry_helpers import approve, create_model, register
-
-
-def wait_for(predicate, timeout=30.0, interval=0.05):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"condition not met within {timeout}s")
+from tests.waiting import wait_for
 
 
 @pytest.fixture(params=["sqlite", "postgres"])

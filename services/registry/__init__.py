@@ -1,0 +1,1 @@
+"""Registry service: models, versions, artifacts, aliases and their lifecycle."""

@@ -1,0 +1,195 @@
+"""The local stack as a client sees it: `python -m deploy.stack up`, the demo, `down`.
+
+Every port is a free one and all state lives under a temporary var dir, so the suite never
+touches a developer's running stack.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+from deploy.servers import NatsServer, free_port, port_open
+
+ROOT = Path(__file__).resolve().parents[2]
+ROLES = {"data_scientist", "model_risk", "compliance", "operator", "regulator", "scoring_client",
+         "service", "admin"}
+PORTS = ("NATS", "NATS_MONITOR", "TEMPORAL", "TEMPORAL_UI", "REGISTRY", "SCORING", "MONITORING", "AUDIT")
+needs_services = pytest.mark.skipif(
+    not all((ROOT / "services" / s / "app.py").exists() for s in ("registry", "audit")),
+    reason="the demo needs the registry and audit services",
+)
+
+
+@dataclass
+class Stack:
+    env: dict[str, str]
+    var: Path
+    ports: dict[str, int]
+    up: subprocess.CompletedProcess
+
+    def state(self) -> list[dict]:
+        return json.loads((self.var / "stack.json").read_text())["components"]
+
+    def token(self, role: str) -> str:
+        return json.loads((self.var / "local-tokens.json").read_text())[role]
+
+
+def stack_env(base: Path, nats_port: int | None = None) -> tuple[dict[str, str], dict[str, int]]:
+    """The launcher's environment: a private var dir and a distinct free port for everything."""
+    ports: dict[str, int] = {}
+    while len(ports) < len(PORTS):
+        port = free_port()
+        if port not in ports.values() and port != nats_port:
+            ports[PORTS[len(ports)]] = port
+    if nats_port is not None:
+        ports["NATS"] = nats_port
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MODELGOV_")}
+    env.update({f"MODELGOV_{k}_PORT": str(v) for k, v in ports.items() if k not in ("NATS", "TEMPORAL")})
+    env.update(
+        MODELGOV_VAR_DIR=str(base / "var"),
+        MODELGOV_NATS_URL=f"nats://127.0.0.1:{ports['NATS']}",
+        MODELGOV_TEMPORAL_ADDRESS=f"127.0.0.1:{ports['TEMPORAL']}",
+    )
+    return env, ports
+
+
+def run(module: str, *args: str, env: dict[str, str], timeout: float = 120) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", module, *args], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def gone(pid: int) -> bool:
+    """Exited: no such process, or a zombie waiting for init to reap it."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0] == "Z"
+    except OSError:
+        return True
+
+
+def explain(done: subprocess.CompletedProcess) -> str:
+    return f"exit {done.returncode}\n--- stdout\n{done.stdout}\n--- stderr\n{done.stderr}"
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory) -> Iterator[Stack]:
+    base = tmp_path_factory.mktemp("stack")
+    env, ports = stack_env(base)
+    up = run("deploy.stack", "up", env=env)
+    try:
+        assert up.returncode == 0, explain(up)
+        yield Stack(env, base / "var", ports, up)
+    finally:
+        run("deploy.stack", "down", env=env)  # safe when a test already took it down
+
+
+def test_up_starts_everything_and_waits_for_readiness(stack):
+    components = {c["name"]: c for c in stack.state()}
+
+    # check NATS and Temporal were started by this run, on the ports asked for
+    assert components["nats"]["owned"] and components["nats"]["port"] == stack.ports["NATS"]
+    assert components["temporal"]["owned"] and components["temporal"]["port"] == stack.ports["TEMPORAL"]
+    assert port_open(stack.ports["NATS_MONITOR"]) and port_open(stack.ports["TEMPORAL_UI"])
+
+    # check every service present answers /readyz, and the URLs are printed
+    services = [n for n in ("registry", "scoring", "monitoring", "audit") if n in components]
+    assert services == [s for s in ("registry", "scoring", "monitoring", "audit")
+                        if (ROOT / "services" / s / "app.py").exists()]
+    for name in services:
+        port = stack.ports[name.upper()]
+        assert httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=5).status_code == 200
+        assert f"http://127.0.0.1:{port}/docs" in stack.up.stdout
+    assert f"http://127.0.0.1:{stack.ports['TEMPORAL_UI']}" in stack.up.stdout
+    assert (stack.var / "log" / "nats.log").exists()
+
+
+def test_up_again_is_safe(stack):
+    before = stack.state()
+
+    again = run("deploy.stack", "up", env=stack.env)
+
+    # check it says so and starts nothing new
+    assert again.returncode == 0, explain(again)
+    assert "already running" in again.stdout
+    assert stack.state() == before
+
+
+def test_tokens_file_holds_every_role_for_its_owner_only(stack):
+    path = stack.var / "local-tokens.json"
+    tokens = json.loads(path.read_text())
+
+    assert set(tokens) == ROLES
+    assert len(set(tokens.values())) == len(ROLES)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+
+
+def test_status_reports_readiness(stack):
+    status = run("deploy.stack", "status", env=stack.env)
+
+    assert status.returncode == 0, explain(status)
+    assert "nats" in status.stdout and "temporal" in status.stdout
+
+
+@needs_services
+def test_demo_registers_approves_and_audits(stack):
+    demo = run("deploy.demo", env=stack.env, timeout=90)
+
+    # check the story ran to its end with an intact audit chain
+    assert demo.returncode == 0, explain(demo)
+    assert "chain verification: ok" in demo.stdout
+
+    # check as a regulator would: the approval is in the model's history and every chain verifies
+    audit = f"http://127.0.0.1:{stack.ports['AUDIT']}"
+    headers = {"Authorization": f"Bearer {stack.token('regulator')}"}
+    history = httpx.get(f"{audit}/v1/audit/models/credit-default/history", headers=headers).json()
+    types = [e["type"] for e in history["events"]]
+    assert "modelgov.registry.model_version.approved.v1" in types
+    verify = httpx.get(f"{audit}/v1/audit/verify", headers=headers).json()
+    assert verify["ok"], verify
+
+
+def test_down_stops_exactly_what_up_started(stack):
+    started = [c for c in stack.state() if c["owned"]]
+
+    down = run("deploy.stack", "down", env=stack.env)
+
+    # check every process is gone, its port closed, and the record removed
+    assert down.returncode == 0, explain(down)
+    assert started and all(gone(c["pid"]) for c in started)
+    assert not any(port_open(c["port"]) for c in started)
+    assert not (stack.var / "stack.json").exists()
+    # check a second down is harmless
+    assert run("deploy.stack", "down", env=stack.env).returncode == 0
+
+
+def test_up_reuses_a_running_nats_and_down_leaves_it(tmp_path):
+    nats = NatsServer(tmp_path / "own-nats", sync_always=False).start()
+    env, _ = stack_env(tmp_path, nats_port=nats.port)
+    try:
+        up = run("deploy.stack", "up", env=env)
+        assert up.returncode == 0, explain(up)
+        components = {c["name"]: c for c in json.loads((tmp_path / "var" / "stack.json").read_text())
+                      ["components"]}
+
+        # check NATS is recorded as reused, not owned
+        assert components["nats"] == {**components["nats"], "owned": False, "pid": None}
+        assert "reusing" in up.stdout
+
+        down = run("deploy.stack", "down", env=env)
+
+        # check the stack's own processes stopped and the test's NATS still runs
+        assert down.returncode == 0, explain(down)
+        assert all(gone(c["pid"]) for c in components.values() if c["owned"])
+        assert nats.proc.poll() is None and port_open(nats.port)
+    finally:
+        run("deploy.stack", "down", env=env)
+        nats.stop()

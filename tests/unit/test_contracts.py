@@ -1,0 +1,60 @@
+"""Contracts: schemas checked in, canonical bytes, subjects."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta, timezone
+
+import pytest
+import rfc8785
+from pydantic import ValidationError
+
+from contracts import catalog
+from contracts.envelope import parse_event
+from contracts.streams import stream_for, subject_for
+from tests.factories import model_created
+
+
+def test_checked_in_schemas_match_the_models():
+    # `make schemas` regenerates them; a difference means a contract changed without its schema
+    assert catalog.write("check") == []
+
+
+def test_every_event_type_is_named_by_the_convention_and_has_a_schema():
+    for event_type in catalog.EVENT_TYPES:
+        assert event_type.startswith("modelgov.registry.") and event_type[-3:-1] == ".v"
+        schema = json.loads((catalog.SCHEMA_DIR / f"{event_type}.json").read_text())
+        assert schema["properties"]["type"]["const"] == event_type
+
+
+def test_canonical_bytes_are_rfc8785_and_survive_a_round_trip():
+    event = model_created(correlationid="req-1")
+    raw = event.canonical_bytes()
+    assert raw == rfc8785.dumps(json.loads(raw))
+    assert parse_event(raw) == event
+    # check: absent optional extensions are left out, not sent as null
+    assert b"causationid" not in raw and b'"correlationid":"req-1"' in raw
+
+
+def test_event_ids_are_time_ordered_uuid7():
+    first, second = model_created(), model_created()
+    assert first.id[14] == "7" and first.id < second.id
+
+
+def test_times_are_normalised_to_utc_and_must_carry_a_zone():
+    event = model_created()
+    local = json.loads(event.canonical_bytes())
+    local["time"] = (datetime.now(UTC).astimezone(timezone(timedelta(hours=2)))).isoformat()
+    assert parse_event(json.dumps(local).encode()).time.tzinfo == UTC
+    local["time"] = "2026-01-01T00:00:00"
+    with pytest.raises(ValidationError, match="timezone"):
+        parse_event(json.dumps(local).encode())
+
+
+@pytest.mark.parametrize("event_type,model,subject", [
+    ("modelgov.registry.model_version.registered.v1", None, "gov.registry.model_version.registered"),
+    ("modelgov.scoring.decision.made.v1", "credit-default", "dec.credit-default.decision_made"),
+])
+def test_subjects_mirror_types_and_decisions_travel_apart(event_type, model, subject):
+    assert subject_for(event_type, model) == subject
+    assert stream_for(subject) == ("DECISIONS" if subject.startswith("dec.") else "GOVERNANCE")
