@@ -87,12 +87,17 @@ class Relay:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._task: asyncio.Task | None = None
         self.published = 0
+        self._stopping = False
 
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
         self._task = asyncio.create_task(self._run(), name="outbox-relay")
 
     async def stop(self) -> None:
+        # Python 3.11's wait_for swallows a cancel that races a wake-up (notify right before
+        # shutdown), leaving stop() waiting forever; the flag ends the loop either way.
+        self._stopping = True
+        self._wake.set()
         if self._task:
             self._task.cancel()
             try:
@@ -106,7 +111,7 @@ class Relay:
             self._loop.call_soon_threadsafe(self._wake.set)
 
     async def _run(self) -> None:
-        while True:
+        while not self._stopping:
             try:
                 sent = await self.flush_once()
             except BusUnavailable:

@@ -19,17 +19,27 @@ tracer = trace.get_tracer("modelgov")
 
 
 def setup_tracing(settings: Settings, service: str) -> None:
-    """Install an exporter by settings; a provider set earlier (tests, the host app) is kept."""
-    if settings.otel_exporter == "none" or isinstance(trace.get_tracer_provider(), TracerProvider):
+    """Install an SDK provider, so every request has a trace id that travels with its events
+    (`traceparent`), exported or not; the exporter comes from settings. A provider set earlier
+    (tests, a host application) is kept."""
+    if isinstance(trace.get_tracer_provider(), TracerProvider):
         return
     provider = TracerProvider(resource=Resource.create({"service.name": f"modelgov-{service}"}))
     if settings.otel_exporter == "console":
         provider.add_span_processor(BatchSpanProcessor(ConsoleSpanExporter()))
-    else:
+    elif settings.otel_exporter == "otlp":
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
         provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(settings.otel_endpoint)))
     trace.set_tracer_provider(provider)
+
+
+def link_to(traceparent: str | None, **attributes) -> trace.Link | None:
+    """A span link to the context an event carries: one batch span can name many events."""
+    if not traceparent:
+        return None
+    context = trace.get_current_span(context_from(traceparent)).get_span_context()
+    return trace.Link(context, attributes) if context.is_valid else None
 
 
 def current_traceparent() -> str | None:

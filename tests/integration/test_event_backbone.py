@@ -69,6 +69,7 @@ def test_each_change_is_one_event_in_jetstream_and_the_same_events_chained_in_au
     events = governance_events(nats_server.url)
     assert [e["type"] for e in events] == expected_types
     assert all(e["_msg_id"] == e["id"] for e in events)
+    assert all(e["traceparent"].startswith("00-") for e in events)  # each request's trace travels
     assert events[1]["actor"] == "user:local-data_scientist"
     assert events[3]["actor"] == "user:local-model_risk"
     # check: the audit store holds the same events, in order, chained, verified
@@ -127,24 +128,23 @@ def test_one_trace_links_the_request_the_publish_and_the_audit_write(spans, stac
         json={"name": "traced-model", "owner": "risk", "use_case": "credit", "risk_tier": "low"},
     )
     assert response.status_code == 201
-    wait_for(lambda: any(s.name == "audit append" for s in spans.get_finished_spans()))
+    wait_for(lambda: any(s.name == "audit append GOVERNANCE" for s in spans.get_finished_spans()))
     finished = {s.name: s for s in spans.get_finished_spans()}
     request_span = finished["POST /v1/models"]
     publish_span = finished["publish gov.registry.model.created"]
-    audit_span = finished["audit append"]
-    # check: one trace id; the publish and the audit write descend from the request's span
+    audit_span = finished["audit append GOVERNANCE"]
+    # check: the publish continues the request's trace, below its server span
     trace_id = int("0af7651916cd43dd8448eb211c80319c", 16)
-    assert {request_span.context.trace_id, publish_span.context.trace_id,
-            audit_span.context.trace_id} == {trace_id}
+    assert request_span.context.trace_id == publish_span.context.trace_id == trace_id
     parent_of = {s.context.span_id: s.parent.span_id for s in spans.get_finished_spans() if s.parent}
-
-    def ancestors(span):
-        out, current = [], span.context.span_id
-        while current in parent_of:
-            current = parent_of[current]
-            out.append(current)
-        return out
-
-    assert request_span.context.span_id in ancestors(publish_span)
-    assert request_span.context.span_id in ancestors(audit_span)
-    assert audit_span.parent.span_id == publish_span.parent.span_id  # both continue the event
+    ancestors, current = [], publish_span.context.span_id
+    while current in parent_of:
+        current = parent_of[current]
+        ancestors.append(current)
+    assert request_span.context.span_id in ancestors
+    # check: the audit write's span links the event's context, in the request's trace
+    chained = audit.get("/v1/audit/events", params={"subject": "model/traced-model"},
+                        headers=bearer("regulator")).json()["items"]
+    link = next(k for k in audit_span.links
+                if k.attributes["messaging.message.id"] == chained[0]["event_id"])
+    assert (link.context.trace_id, link.context.span_id) == (trace_id, publish_span.parent.span_id)
