@@ -118,4 +118,5 @@ def stream_config(spec: StreamSpec, settings: Settings) -> api.StreamConfig:
         retention=api.RetentionPolicy.LIMITS,
         max_age=spec.max_age_seconds,
         duplicate_window=settings.nats_duplicate_window_seconds,
+        num_replicas=settings.nats_stream_replicas,
     )

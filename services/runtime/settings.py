@@ -6,7 +6,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import model_validator
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -22,6 +22,8 @@ class Settings(BaseSettings):
     # because an outbox row can be retried after any window.
     nats_duplicate_window_seconds: float = 120
     decision_retention_seconds: float = 25 * 31 * 24 * 3600
+    # 1 on the single-node stack; 3 on a JetStream cluster (R3: an acked event is on a quorum).
+    nats_stream_replicas: int = Field(1, ge=1, le=5)
     temporal_address: str = "127.0.0.1:7233"
     temporal_ui_port: int = 8233
 
