@@ -123,6 +123,7 @@ async def nats_ingest(url: str, store: AuditStore, n: int) -> dict:
     t = time.perf_counter()
     async for batch in read_batches(js, GOVERNANCE, 1, until_seq=n):
         await ingestor.ingest(batch)
+    await ingestor.flush()
     result = rate(ingestor.appended, time.perf_counter() - t)
     await nc.close()
     return result

@@ -129,35 +129,50 @@ class Ingestor:
         self.store = store
         self.stream = stream
         self.bus = bus  # None on replay: the live consumer already reported those messages
-        self._head: ChainHead | None = None
+        self._head: ChainHead | None = None  # where the planned batches end
+        self._committed: ChainHead | None = None  # where the store's chain ends
+        self._writing: asyncio.Task | None = None
         self.appended = 0
 
     async def ingest(self, messages: list[Message]) -> Batch:
-        # Planning is pure Python and stays on the loop; the write goes to a thread, where SQLite
-        # and psycopg release the GIL, so the next batch arrives meanwhile.
+        """Plan a batch while the previous one is still being written; writes stay in order.
+
+        Planning is pure Python on the loop; writing runs in a thread, where SQLite and psycopg
+        release the GIL, so receiving, planning and writing overlap.
+        """
         if self._head is None:
-            self._head = await asyncio.to_thread(self.store.head, self.stream)
+            self._head = self._committed = await asyncio.to_thread(self.store.head, self.stream)
         batch = plan(self._head, messages, set())
         if self.bus is not None:
             for rejected in batch.rejected:
                 await self._deadletter(rejected.message, rejected.reason)
+        await self.flush()
+        if self._committed != self._head:  # the last write dropped re-published events
+            batch = plan(self._committed, messages, set())
+        self._head = batch.head
+        self._writing = asyncio.create_task(self._write(messages, batch))
+        return batch
+
+    async def flush(self) -> None:
+        """Wait for the write under way; its failure is raised here."""
+        if self._writing is not None:
+            task, self._writing = self._writing, None
+            await task
+
+    async def _write(self, messages: list[Message], batch: Batch) -> None:
         try:
             with _batch_span(self.stream, batch) as span:
                 span.set_attribute("modelgov.audit.entries", len(batch.entries))
-                await asyncio.to_thread(self._append, batch)
+                await asyncio.to_thread(self.store.append, self.stream, batch)
         except IntegrityError:
             # Re-published events are rare, so the unique event id finds them: look those ids up
             # and chain the batch without them.
             ids = [e.event_id for e in batch.entries]
             known = await asyncio.to_thread(self.store.chained_ids, ids)
-            batch = plan(self._head, messages, known)
-            await asyncio.to_thread(self._append, batch)
+            batch = plan(self._committed, messages, known)
+            await asyncio.to_thread(self.store.append, self.stream, batch)
+        self._committed = batch.head
         self.appended += len(batch.entries)
-        return batch
-
-    def _append(self, batch: Batch) -> None:
-        self.store.append(self.stream, batch)
-        self._head = batch.head
 
     async def _deadletter(self, msg: Message, reason: str) -> None:
         headers = {
@@ -227,8 +242,10 @@ async def rebuild(js: JetStreamContext, live: AuditStore, fresh: AuditStore, str
         try:
             async for messages in read_batches(js, stream, done + 1, until_seq=until):
                 await ingestor.ingest(messages)
+            await ingestor.flush()
         except Gap as exc:
             log.info("replay of %s resumes: %s", stream, exc)
+            await ingestor.flush()
         done = await asyncio.to_thread(fresh.cursor, stream)
     rebuilt = await asyncio.to_thread(fresh.head, stream)
     return {
