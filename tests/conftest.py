@@ -88,3 +88,16 @@ def settings_factory(tmp_path: Path):
         )
 
     return make
+
+
+@pytest.fixture
+def audit_store(db_url):
+    """A migrated, empty audit store on each backend."""
+    from services.audit.store import AuditStore
+    from services.runtime import migrate
+    from services.runtime.db import make_engine
+
+    migrate.upgrade("audit", db_url)
+    engine = make_engine(db_url)
+    yield AuditStore(engine)
+    engine.dispose()

@@ -8,17 +8,7 @@ from sqlalchemy.exc import DBAPIError
 
 from services.audit.domain import ChainHead, Message, plan, verify
 from services.audit.store import AuditStore, EventFilter
-from services.runtime import migrate
-from services.runtime.db import make_engine
 from tests.factories import model_created
-
-
-@pytest.fixture
-def store(db_url):
-    migrate.upgrade("audit", db_url)
-    engine = make_engine(db_url)
-    yield AuditStore(engine)
-    engine.dispose()
 
 
 def append(store: AuditStore, events, start_seq=1, stream="GOVERNANCE"):
@@ -29,53 +19,53 @@ def append(store: AuditStore, events, start_seq=1, stream="GOVERNANCE"):
     return batch
 
 
-def test_appended_entries_read_back_in_order_with_cursor_and_head(store):
-    first = append(store, [model_created("m-a"), model_created("m-b")])
-    append(store, [model_created("m-c")], start_seq=3)
+def test_appended_entries_read_back_in_order_with_cursor_and_head(audit_store):
+    first = append(audit_store, [model_created("m-a"), model_created("m-b")])
+    append(audit_store, [model_created("m-c")], start_seq=3)
     # check: head, cursor and chain agree
-    assert store.head("GOVERNANCE").position == 3
-    assert store.cursor("GOVERNANCE") == 3
-    assert store.snapshot("GOVERNANCE") == (3, store.head("GOVERNANCE"))
-    chain = list(store.chain("GOVERNANCE"))
+    assert audit_store.head("GOVERNANCE").position == 3
+    assert audit_store.cursor("GOVERNANCE") == 3
+    assert audit_store.snapshot("GOVERNANCE") == (3, audit_store.head("GOVERNANCE"))
+    chain = list(audit_store.chain("GOVERNANCE"))
     assert [r.position for r in chain] == [1, 2, 3]
     assert chain[1].prev_hash == first.entries[0].hash
     assert verify(chain).ok
     # check: the other stream is an empty chain of its own
-    assert store.head("DECISIONS") == ChainHead() and store.cursor("DECISIONS") == 0
+    assert audit_store.head("DECISIONS") == ChainHead() and audit_store.cursor("DECISIONS") == 0
 
 
-def test_events_filter_by_subject_prefix_and_page(store):
-    append(store, [model_created("credit-default"), model_created("credit-default-2"),
+def test_events_filter_by_subject_prefix_and_page(audit_store):
+    append(audit_store, [model_created("credit-default"), model_created("credit-default-2"),
                    model_created("fraud")])
-    items, nxt = store.events(EventFilter(subject_prefix="model/credit-default"), limit=10)
+    items, nxt = audit_store.events(EventFilter(subject_prefix="model/credit-default"), limit=10)
     # check: the prefix matches the model and its children, not a longer name
     assert [i["subject"] for i in items] == ["model/credit-default"]
-    page1, cursor = store.events(EventFilter(), limit=2)
-    page2, end = store.events(EventFilter(), limit=2, after_id=cursor)
+    page1, cursor = audit_store.events(EventFilter(), limit=2)
+    page2, end = audit_store.events(EventFilter(), limit=2, after_id=cursor)
     assert len(page1) == 2 and len(page2) == 1 and end is None
     assert page1[0]["event"]["data"]["name"] == "credit-default"
 
 
-def test_update_and_delete_are_refused_by_the_database(store):
-    append(store, [model_created()])
-    with store.engine.connect() as conn:
+def test_update_and_delete_are_refused_by_the_database(audit_store):
+    append(audit_store, [model_created()])
+    with audit_store.engine.connect() as conn:
         for sql in ("UPDATE audit_events SET actor = 'user:mallory'", "DELETE FROM audit_events"):
             with pytest.raises(DBAPIError, match="append-only"):
                 conn.execute(text(sql))
             conn.rollback()
-    assert store.count("GOVERNANCE") == 1
+    assert audit_store.count("GOVERNANCE") == 1
 
 
-def test_a_row_changed_with_the_trigger_bypassed_is_named_by_verify(store):
-    append(store, [model_created(f"m{i:02d}") for i in range(5)])
+def test_a_row_changed_with_the_trigger_bypassed_is_named_by_verify(audit_store):
+    append(audit_store, [model_created(f"m{i:02d}") for i in range(5)])
     # act: an attacker with DBA rights bypasses the trigger and edits entry 4
-    with store.engine.begin() as conn:
-        if store.engine.dialect.name == "sqlite":
+    with audit_store.engine.begin() as conn:
+        if audit_store.engine.dialect.name == "sqlite":
             conn.execute(text("DROP TRIGGER audit_events_no_update"))
         else:
             conn.execute(text("SET LOCAL session_replication_role = replica"))
         conn.execute(text("UPDATE audit_events SET payload = :p WHERE position = 4"),
                      {"p": model_created("evil").canonical_bytes()})
-    verdict = verify(store.chain("GOVERNANCE"))
+    verdict = verify(audit_store.chain("GOVERNANCE"))
     # check: verification fails and names position 4
     assert not verdict.ok and verdict.first_broken_position == 4 and verdict.count == 5
