@@ -9,10 +9,13 @@ from typing import Any, Literal
 
 from contracts.envelope import CloudEvent, EventData
 from contracts.registry import events as registry_events
+from contracts.scoring import events as scoring_events
 
 SCHEMA_DIR = Path(__file__).parent / "schemas"
 
-EVENT_TYPES: dict[str, type[EventData]] = {cls.event_type: cls for cls in registry_events.ALL}
+EVENT_TYPES: dict[str, type[EventData]] = {
+    cls.event_type: cls for cls in [*registry_events.ALL, *scoring_events.ALL]
+}
 
 
 def event_schema(cls: type[EventData]) -> dict[str, Any]:

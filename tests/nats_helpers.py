@@ -40,7 +40,7 @@ async def _read(url: str, stream: str, subject: str | None) -> list:
         await nc.close()
         return []
     out = []
-    for seq in range(info.state.first_seq, info.state.last_seq + 1):
+    for seq in range(max(info.state.first_seq, 1), info.state.last_seq + 1):  # empty: first_seq 0
         try:
             msg = await js.get_msg(stream, seq)
         except nats.js.errors.NotFoundError:

@@ -6,6 +6,9 @@
 CREATE ROLE registry LOGIN PASSWORD 'registry-local';
 CREATE DATABASE registry OWNER registry;
 
+CREATE ROLE scoring LOGIN PASSWORD 'scoring-local';
+CREATE DATABASE scoring OWNER scoring;
+
 CREATE ROLE audit LOGIN PASSWORD 'audit-local';
 CREATE DATABASE audit OWNER audit;
 
@@ -14,4 +17,4 @@ CREATE ROLE temporal LOGIN PASSWORD 'temporal-local';
 CREATE DATABASE temporal OWNER temporal;
 CREATE DATABASE temporal_visibility OWNER temporal;
 
-REVOKE CONNECT ON DATABASE registry, audit, temporal, temporal_visibility FROM PUBLIC;
+REVOKE CONNECT ON DATABASE registry, scoring, audit, temporal, temporal_visibility FROM PUBLIC;

@@ -34,11 +34,22 @@ class Settings(BaseSettings):
 
     registry_database_url: str | None = None
     audit_database_url: str | None = None
+    scoring_database_url: str | None = None
     # Where POST /v1/audit/replay rebuilds; a fresh SQLite file per run by default.
     audit_replay_dir: Path | None = None
 
     artifact_dir: Path | None = None
     max_artifact_bytes: int = 200 * 1024 * 1024
+
+    # Where scoring fetches versions and artifacts; unset: the local registry on registry_port.
+    registry_url: str | None = None
+    # Scoring's bearer token for the registry; unset: the tokens file's `service` principal.
+    registry_token: str | None = None
+    scoring_model_cache: int = 8  # loaded versions kept (LRU)
+    scoring_max_batch: int = 1000  # rows per batch request; more is 413
+    scoring_max_body_bytes: int = 4 * 1024 * 1024  # request body; more is 413
+    # How long a decision waits for JetStream's PubAck before it goes to the outbox instead.
+    scoring_publish_timeout_seconds: float = 2.0
 
     # role → bearer token (local) or [{token, name, roles}] (production); see runtime.auth
     tokens_file: Path | None = None
@@ -68,6 +79,10 @@ class Settings(BaseSettings):
     @property
     def tokens_path(self) -> Path:
         return self.tokens_file or self.var_dir / "local-tokens.json"
+
+    @property
+    def registry_base_url(self) -> str:
+        return (self.registry_url or f"http://127.0.0.1:{self.registry_port}").rstrip("/")
 
     def port(self, service: str) -> int:
         return getattr(self, f"{service}_port")

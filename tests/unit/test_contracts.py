@@ -14,6 +14,8 @@ from contracts.envelope import parse_event
 from contracts.streams import stream_for, subject_for
 from tests.factories import model_created
 
+SERVICES = {"registry", "scoring", "monitoring", "audit"}
+
 
 def test_checked_in_schemas_match_the_models():
     # `make schemas` regenerates them; a difference means a contract changed without its schema
@@ -22,7 +24,8 @@ def test_checked_in_schemas_match_the_models():
 
 def test_every_event_type_is_named_by_the_convention_and_has_a_schema():
     for event_type in catalog.EVENT_TYPES:
-        assert event_type.startswith("modelgov.registry.") and event_type[-3:-1] == ".v"
+        prefix, service, *_ = event_type.split(".")
+        assert prefix == "modelgov" and service in SERVICES and event_type[-3:-1] == ".v"
         schema = json.loads((catalog.SCHEMA_DIR / f"{event_type}.json").read_text())
         assert schema["properties"]["type"]["const"] == event_type
 
@@ -54,6 +57,9 @@ def test_times_are_normalised_to_utc_and_must_carry_a_zone():
 @pytest.mark.parametrize("event_type,model,subject", [
     ("modelgov.registry.model_version.registered.v1", None, "gov.registry.model_version.registered"),
     ("modelgov.scoring.decision.made.v1", "credit-default", "dec.credit-default.decision_made"),
+    ("modelgov.scoring.shadow_prediction.made.v1", "credit-default",
+     "dec.credit-default.shadow_prediction_made"),
+    ("modelgov.scoring.deployment.changed.v1", None, "gov.scoring.deployment.changed"),
 ])
 def test_subjects_mirror_types_and_decisions_travel_apart(event_type, model, subject):
     assert subject_for(event_type, model) == subject

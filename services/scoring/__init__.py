@@ -1,0 +1,1 @@
+"""Online scoring: routing, decisions on the record."""

@@ -1,0 +1,321 @@
+"""Scoring routes: decisions (one or a batch) and the deployments that route them."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import replace
+from datetime import UTC, datetime
+
+from fastapi import APIRouter, Request
+from opentelemetry import trace
+from sqlalchemy import Engine
+from sqlalchemy.exc import IntegrityError
+
+from contracts.envelope import CloudEvent, new_event_id
+from contracts.registry.api import VersionStatus
+from contracts.scoring.api import (
+    DeploymentPublic,
+    DeploymentSpec,
+    ScoreBatchRequest,
+    ScoreBatchResponse,
+    ScoreRequest,
+    ScoreResponse,
+)
+from contracts.scoring.events import DecisionMade, DeploymentChanged, ShadowPredictionMade
+from services.runtime.auth import Principal, Role, principal_of
+from services.runtime.errors import Problem
+from services.runtime.service import Runtime
+from services.runtime.telemetry import current_traceparent
+from services.scoring import domain, messaging, store
+from services.scoring.messaging import Cause, Recorder
+from services.scoring.metrics import ScoringMetrics
+from services.scoring.models import (
+    ArtifactMismatch,
+    LoadedModel,
+    LoadError,
+    ModelLoader,
+    RegistryUnavailable,
+    UnsafeArtifact,
+    VersionMissing,
+)
+
+log = logging.getLogger(__name__)
+router = APIRouter(prefix="/v1", tags=["scoring"])
+
+R = Role
+Scorer = principal_of(R.scoring_client, R.service, R.operator, R.admin)
+DeploymentReader = principal_of(R.service, R.operator, R.admin, R.regulator, R.model_risk, R.compliance,
+                                R.data_scientist)
+DeploymentKeeper = principal_of(R.service, R.operator)
+CORRELATION_HEADER = "x-correlation-id"
+SERVABLE = (VersionStatus.approved, VersionStatus.deployed)
+MAX_PENDING_SHADOWS = 1000  # beyond this, shadow work is dropped (and counted), never queued up
+
+
+# -- scoring ----------------------------------------------------------------------------------
+
+
+@router.post("/score/{model}", response_model=ScoreResponse)
+async def score(model: str, body: ScoreRequest, request: Request, who: Scorer) -> ScoreResponse:
+    """Decide for one entity; the answer is on the record (decision.made) before it is returned."""
+    return (await _decide(request, who, model, [body], batch=False))[0]
+
+
+@router.post("/score/{model}/batch", response_model=ScoreBatchResponse)
+async def score_batch(
+    model: str, body: ScoreBatchRequest, request: Request, who: Scorer
+) -> ScoreBatchResponse:
+    """Decide for many entities at once: one decision.made event per item."""
+    limit = request.app.state.settings.scoring_max_batch
+    if len(body.items) > limit:
+        _metrics(request).errors.labels(model, "too_large").inc()
+        raise Problem(413, "Content Too Large",
+                      f"the batch holds {len(body.items)} items; the limit is {limit}: split it")
+    return ScoreBatchResponse(items=await _decide(request, who, model, body.items, batch=True))
+
+
+async def _decide(request: Request, who: Principal, model: str, items: list[ScoreRequest],
+                  batch: bool) -> list[ScoreResponse]:
+    started = time.perf_counter()
+    rt, metrics = _runtime(request), _metrics(request)
+    deployment = await asyncio.to_thread(_deployment, rt.engine, model)
+    if deployment is None:
+        metrics.errors.labels(model, "not_deployed").inc()
+        raise await _why_not_deployed(_loader(rt), model)
+    routed = [domain.route(model, item.entity_id, deployment) for item in items]
+    serving: dict[int, LoadedModel] = {}
+    for version in dict.fromkeys(v for v, _ in routed):
+        serving[version] = await _serving(rt, metrics, model, version)
+    problems = [replace(p, row=i if batch else None)
+                for i, (item, (version, _)) in enumerate(zip(items, routed, strict=True))
+                for p in domain.check_features(serving[version].schema, item.features)]
+    if problems:
+        metrics.errors.labels(model, "invalid_features").inc()
+        raise Problem(422, "Unprocessable Content",
+                      "; ".join(map(str, problems)) + "; see GET /v1/deployments/" + model
+                      + " and the version's feature_schema in the registry",
+                      errors=[{"row": p.row, "feature": p.feature, "problem": p.problem} for p in problems])
+    decided = [None] * len(items)
+    for version, loaded in serving.items():
+        rows = [i for i, (v, _) in enumerate(routed) if v == version]
+        try:
+            results = await asyncio.to_thread(loaded.decide_many, [items[i].features for i in rows])
+        except Exception as exc:  # noqa: BLE001 - the model failed on checked input: not the caller's fault
+            log.exception("version %s of %s failed to score", version, model)
+            metrics.errors.labels(model, "model_failed").inc()
+            raise Problem(503, "Service Unavailable", f"version {version} of model '{model}' failed to "
+                          f"score ({type(exc).__name__}); nothing was decided: retry or roll back") from exc
+        for i, result in zip(rows, results, strict=True):
+            decided[i] = result
+    latency_ms = round((time.perf_counter() - started) * 1000, 3)
+    cause = Cause(who.actor, datetime.now(UTC), request.headers.get(CORRELATION_HEADER) or None,
+                  current_traceparent())
+    trace_id = _trace_id()
+    events: list[CloudEvent] = []
+    responses = []
+    for item, (version, route), result in zip(items, routed, decided, strict=True):
+        decision_id = new_event_id()
+        data = DecisionMade(decision_id=decision_id, model=model, version=version, route=route,
+                            entity_id=item.entity_id, inputs=item.features, score=result.score,
+                            decision=result.decision, reason_codes=result.reasons, trace_id=trace_id,
+                            latency_ms=latency_ms)
+        events.append(messaging.event(data, cause, event_id=decision_id))
+        responses.append(ScoreResponse(decision_id=decision_id, score=result.score, decision=result.decision,
+                                       model_version=version, route=route, reason_codes=result.reasons))
+    await _on_record(rt, metrics, model, events)
+    elapsed = time.perf_counter() - started
+    for response in responses:
+        labels = (model, str(response.model_version), response.route)
+        metrics.requests.labels(*labels, response.decision).inc()
+        metrics.latency.labels(*labels).observe(elapsed)
+    if deployment.shadow:
+        _start_shadows(rt, metrics, model, deployment.shadow, items, responses, cause, trace_id)
+    return responses
+
+
+async def _on_record(rt: Runtime, metrics: ScoringMetrics, model: str, events: list[CloudEvent]) -> None:
+    try:
+        await _recorder(rt).durable(events, model)
+    except Exception as exc:  # noqa: BLE001 - neither JetStream nor the outbox took it
+        log.exception("decisions for %s could not be recorded", model)
+        metrics.errors.labels(model, "not_recorded").inc()
+        raise Problem(503, "Service Unavailable", "the decision could not be recorded (JetStream and the "
+                      "outbox both failed), so it was not made; retry") from exc
+
+
+async def _serving(rt: Runtime, metrics: ScoringMetrics, model: str, version: int) -> LoadedModel:
+    try:
+        return await _loader(rt).get(model, version)
+    except LoadError as exc:
+        metrics.errors.labels(model, "version_unavailable").inc()
+        raise Problem(503, "Service Unavailable", f"{exc.detail}; nothing was decided",
+                      version=version) from exc
+
+
+async def _why_not_deployed(loader: ModelLoader, model: str) -> Problem:
+    try:
+        known = await loader.model_info(model)
+    except RegistryUnavailable as exc:
+        return Problem(503, "Service Unavailable", exc.detail)
+    if known is None:
+        return Problem(404, "Not Found", f"model '{model}' does not exist; create it in the registry "
+                                         f"(POST /v1/models) and deploy a version")
+    return Problem(409, "Conflict", f"model '{model}' has no champion; set one with "
+                                    f"PUT /v1/deployments/{model} {{\"champion\": <version>}}")
+
+
+# -- shadows ----------------------------------------------------------------------------------
+
+
+def _start_shadows(rt: Runtime, metrics: ScoringMetrics, model: str, versions: list[int],
+                   items: list[ScoreRequest], responses: list[ScoreResponse], cause: Cause,
+                   trace_id: str | None) -> None:
+    """After the responses are decided: shadow versions score the same inputs in the background."""
+    pending: set[asyncio.Task] = rt.extras.setdefault("shadow_tasks", set())
+    if len(pending) >= MAX_PENDING_SHADOWS:
+        for version in versions:
+            metrics.shadows.labels(model, str(version), "dropped").inc(len(items))
+        return
+    task = asyncio.create_task(_shadow(rt, metrics, model, versions, items, responses, cause, trace_id))
+    pending.add(task)
+    task.add_done_callback(pending.discard)
+
+
+async def _shadow(rt: Runtime, metrics: ScoringMetrics, model: str, versions: list[int],
+                  items: list[ScoreRequest], responses: list[ScoreResponse], cause: Cause,
+                  trace_id: str | None) -> None:
+    for version in versions:
+        try:
+            await _shadow_one(rt, metrics, model, version, items, responses, cause, trace_id)
+        except Exception:  # noqa: BLE001 - a shadow never affects anything but its own record
+            log.exception("shadow version %s of %s failed", version, model)
+            metrics.shadows.labels(model, str(version), "failed").inc(len(items))
+
+
+async def _shadow_one(rt: Runtime, metrics: ScoringMetrics, model: str, version: int,
+                      items: list[ScoreRequest], responses: list[ScoreResponse], cause: Cause,
+                      trace_id: str | None) -> None:
+    loaded = await _loader(rt).get(model, version)
+    fits = [i for i, item in enumerate(items) if not domain.check_features(loaded.schema, item.features)]
+    if len(fits) < len(items):
+        metrics.shadows.labels(model, str(version), "schema_mismatch").inc(len(items) - len(fits))
+    if not fits:
+        return
+    started = time.perf_counter()
+    results = await asyncio.to_thread(loaded.decide_many, [items[i].features for i in fits])
+    latency_ms = round((time.perf_counter() - started) * 1000, 3)
+    events = [
+        messaging.event(ShadowPredictionMade(
+            decision_id=responses[i].decision_id, model=model, version=version,
+            entity_id=items[i].entity_id, score=result.score, decision=result.decision,
+            trace_id=trace_id, latency_ms=latency_ms), cause)
+        for i, result in zip(fits, results, strict=True)
+    ]
+    await _recorder(rt).durable(events, model)
+    metrics.shadows.labels(model, str(version), "recorded").inc(len(events))
+
+
+# -- deployments ------------------------------------------------------------------------------
+
+
+@router.get("/deployments/{model}", response_model=DeploymentPublic)
+def get_deployment(model: str, request: Request, who: DeploymentReader) -> DeploymentPublic:
+    """What serves the model: champion, canary version and share, shadow versions."""
+    found = _deployment(_runtime(request).engine, model)
+    if found is None:
+        raise Problem(404, "Not Found", f"model '{model}' has no deployment; set one with "
+                                        f"PUT /v1/deployments/{model}")
+    return found
+
+
+@router.put("/deployments/{model}", response_model=DeploymentPublic)
+async def put_deployment(model: str, body: DeploymentSpec, request: Request,
+                         who: DeploymentKeeper) -> DeploymentPublic:
+    """Set champion, canary and shadows; every version is checked and loaded before it takes traffic."""
+    rt = _runtime(request)
+    loader = _loader(rt)
+    try:
+        if await loader.model_info(model) is None:
+            raise Problem(404, "Not Found", f"model '{model}' does not exist in the registry")
+        await _check_versions(loader, model, body)
+        for version in _versions(body):
+            await loader.get(model, version)  # pre-warm: the first request finds it loaded
+    except (ArtifactMismatch, UnsafeArtifact) as exc:
+        raise Problem(409, "Conflict", exc.detail) from exc
+    except VersionMissing as exc:
+        raise Problem(422, "Unprocessable Content", exc.detail) from exc
+    except RegistryUnavailable as exc:
+        raise Problem(503, "Service Unavailable", exc.detail) from exc
+    cause = Cause(who.actor, datetime.now(UTC), request.headers.get(CORRELATION_HEADER) or None,
+                  current_traceparent())
+    changed = await asyncio.to_thread(_store_deployment, rt.engine, model, body, cause)
+    if changed:
+        _recorder(rt).notify()
+    return changed or _deployment(rt.engine, model)
+
+
+async def _check_versions(loader: ModelLoader, model: str, spec: DeploymentSpec) -> None:
+    deciding = [spec.champion, *([spec.canary.version] if spec.canary else [])]
+    for version in _versions(spec):
+        info = await loader.version_info(model, version)
+        if info is None:
+            raise VersionMissing(f"version {version} of model '{model}' does not exist; list them with "
+                                 f"GET /v1/models/{model}/versions on the registry")
+        if version in deciding and info.status not in SERVABLE:
+            role = "champion" if version == spec.champion else "canary"
+            raise Problem(409, "Conflict", f"version {version} of model '{model}' is {info.status}; a "
+                                           f"{role} must be approved or deployed")
+
+
+def _versions(spec: DeploymentSpec) -> list[int]:
+    return [spec.champion, *([spec.canary.version] if spec.canary else []), *spec.shadow]
+
+
+def _store_deployment(engine: Engine, model: str, spec: DeploymentSpec,
+                      cause: Cause) -> DeploymentPublic | None:
+    """One transaction: the row and its DeploymentChanged event; None when nothing changed."""
+    try:
+        with engine.begin() as conn:
+            current = store.get_deployment(conn, model)
+            if current is not None and DeploymentSpec(champion=current.champion, canary=current.canary,
+                                                      shadow=current.shadow) == spec:
+                return None
+            store.put_deployment(conn, model, spec, cause.time, cause.actor, exists=current is not None)
+            messaging.record(conn, DeploymentChanged(
+                model=model, champion=spec.champion, canary=spec.canary, shadow=spec.shadow,
+                previous_champion=current.champion if current else None), cause)
+            return store.get_deployment(conn, model)
+    except IntegrityError as exc:
+        raise Problem(409, "Conflict", f"the deployment of '{model}' changed meanwhile; read it and "
+                                       f"retry") from exc
+
+
+# -- helpers ----------------------------------------------------------------------------------
+
+
+def _deployment(engine: Engine, model: str) -> DeploymentPublic | None:
+    with engine.connect() as conn:
+        return store.get_deployment(conn, model)
+
+
+def _runtime(request: Request) -> Runtime:
+    return request.app.state.runtime
+
+
+def _metrics(request: Request) -> ScoringMetrics:
+    return request.app.state.scoring_metrics
+
+
+def _loader(rt: Runtime) -> ModelLoader:
+    return rt.extras["loader"]
+
+
+def _recorder(rt: Runtime) -> Recorder:
+    return rt.extras["recorder"]
+
+
+def _trace_id() -> str | None:
+    context = trace.get_current_span().get_span_context()
+    return f"{context.trace_id:032x}" if context.is_valid else None

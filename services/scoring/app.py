@@ -1,0 +1,114 @@
+"""The scoring service: `uvicorn services.scoring.app:create_app --factory`."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+
+import httpx
+from fastapi import FastAPI
+
+from services.runtime.errors import PROBLEM_JSON
+from services.runtime.service import Runtime, build_app
+from services.runtime.settings import Settings, get_settings
+from services.scoring import api, store
+from services.scoring.messaging import Recorder
+from services.scoring.metrics import ScoringMetrics
+from services.scoring.models import LoadError, ModelLoader
+
+log = logging.getLogger(__name__)
+
+DESCRIPTION = """Online decisions for credit and fraud models: champion / canary / shadow routing
+by a sticky hash of the entity id, every decision a `decision.made` event made durable (JetStream
+PubAck, else the outbox) before the response is sent."""
+
+
+def create_app(settings: Settings | None = None,
+               registry_transport: httpx.AsyncBaseTransport | None = None) -> FastAPI:
+    """`registry_transport` lets a test talk to an in-process registry; by default, HTTP."""
+    settings = settings or get_settings()
+
+    async def start(runtime: Runtime) -> None:
+        metrics = app.state.scoring_metrics
+        recorder = Recorder(runtime, metrics)
+        runtime.extras["recorder"] = recorder
+        runtime.extras["loader"] = ModelLoader(settings, metrics, recorder.artifact_rejected,
+                                               registry_transport)
+        runtime.extras["prewarm"] = asyncio.create_task(_prewarm(runtime), name="scoring-prewarm")
+
+    async def stop(runtime: Runtime) -> None:
+        runtime.extras["prewarm"].cancel()
+        shadows = list(runtime.extras.get("shadow_tasks", ()))
+        if shadows:  # let recorded-in-flight shadow predictions finish, briefly
+            await asyncio.wait(shadows, timeout=5)
+        await runtime.extras["loader"].close()
+
+    app = build_app("scoring", settings, title="modelgov scoring", description=DESCRIPTION,
+                    routers=[api.router], outbox=store.outbox, on_start=[start], on_stop=[stop])
+    app.state.scoring_metrics = ScoringMetrics(app.state.metrics.registry)
+    app.add_middleware(BodyLimit, limit=settings.scoring_max_body_bytes, prefix="/v1/score")
+    return app
+
+
+async def _prewarm(runtime: Runtime) -> None:
+    """Load every deployed champion and canary at start, so first requests find them ready."""
+    deployed = await asyncio.to_thread(_deployments, runtime)
+    loader: ModelLoader = runtime.extras["loader"]
+    for d in deployed:
+        for version in [d.champion, *([d.canary.version] if d.canary else [])]:
+            try:
+                await loader.get(d.model, version)
+            except LoadError as exc:
+                log.warning("pre-warm of %s v%s failed: %s", d.model, version, exc.detail)
+
+
+def _deployments(runtime: Runtime):
+    with runtime.engine.connect() as conn:
+        return store.list_deployments(conn)
+
+
+class BodyLimit:
+    """413 for a request body over `limit` bytes under `prefix`, before anything parses it."""
+
+    def __init__(self, app, limit: int, prefix: str) -> None:
+        self.app, self.limit, self.prefix = app, limit, prefix
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http" or not scope["path"].startswith(self.prefix):
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope["headers"]).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.limit:
+            await self._refuse(scope, send)
+            return
+        body, more = bytearray(), True
+        while more:
+            message = await receive()
+            if message["type"] != "http.request":
+                return  # the client went away
+            body += message.get("body", b"")
+            more = message.get("more_body", False)
+            if len(body) > self.limit:
+                await self._refuse(scope, send)
+                return
+        replayed = False
+
+        async def replay():
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": bytes(body), "more_body": False}
+            return await receive()
+
+        await self.app(scope, replay, send)
+
+    async def _refuse(self, scope, send) -> None:
+        doc = {"type": "about:blank", "title": "Content Too Large", "status": 413,
+               "detail": f"the request body is larger than {self.limit} bytes; send fewer items "
+                         f"per batch", "instance": scope["path"]}
+        payload = json.dumps(doc).encode()
+        await send({"type": "http.response.start", "status": 413,
+                    "headers": [(b"content-type", PROBLEM_JSON.encode()),
+                                (b"content-length", str(len(payload)).encode())]})
+        await send({"type": "http.response.body", "body": payload})

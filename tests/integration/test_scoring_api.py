@@ -1,0 +1,291 @@
+"""Scoring against the real registry (uvicorn, real HTTP) and a real nats-server, on SQLite and
+PostgreSQL: every response is one decision.made event in stream DECISIONS, and NATS outages,
+shadows, canaries, tampered artifacts and bad input never break that."""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from fastapi.testclient import TestClient
+
+from services.registry.app import create_app as create_registry
+from services.runtime.outbox import pending_count
+from services.scoring.app import create_app as create_scoring
+from services.scoring.store import outbox
+from tests.conftest import bearer
+from tests.nats_helpers import stream_messages
+from tests.scoring_helpers import (
+    RISKY,
+    SAFE,
+    applicant,
+    deploy,
+    register_versions,
+    score,
+    served,
+)
+from tests.waiting import wait_for
+
+MODEL = "credit-default"
+BODY_LIMIT = 64 * 1024
+BATCH_LIMIT = 50
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def stack(request, nats_server, settings_factory, make_db_url):
+    settings = settings_factory(
+        nats_server.url,
+        registry_database_url=make_db_url(request.param, "registry"),
+        scoring_database_url=make_db_url(request.param, "scoring"),
+        scoring_max_body_bytes=BODY_LIMIT, scoring_max_batch=BATCH_LIMIT,
+        scoring_publish_timeout_seconds=1.0,
+    )
+    registry_app = create_registry(settings)
+    with served(registry_app) as registry_url:
+        scoring_settings = settings.model_copy(update={"registry_url": registry_url})
+        with httpx.Client(base_url=registry_url, timeout=30) as registry, \
+                TestClient(create_scoring(scoring_settings)) as scoring:
+            yield registry, scoring, settings
+
+
+@pytest.fixture
+def deployed(stack):
+    """Versions 1 (logistic regression) and 2 (gradient boosting), approved; 1 is the champion."""
+    registry, scoring, settings = stack
+    assert register_versions(registry) == [1, 2]
+    response = deploy(scoring, {"champion": 1})
+    assert response.status_code == 200, response.text
+    return stack
+
+
+def decisions(url: str, verb: str = "decision_made") -> list[dict]:
+    return [json.loads(m.data) | {"_msg_id": m.headers.get("Nats-Msg-Id")}
+            for m in stream_messages(url, "DECISIONS", f"dec.{MODEL}.{verb}")]
+
+
+def test_each_response_is_exactly_one_decision_event_holding_what_was_decided(nats_server, deployed):
+    _, scoring, _ = deployed
+    # act: 20 applicants, among them a clearly risky and a clearly safe one
+    features = [RISKY, SAFE] + [applicant(i) for i in range(18)]
+    responses = [score(scoring, f"app-{i}", f) for i, f in enumerate(features)]
+    # check: every answer names the champion, declines carry 1-4 reasons, the others none
+    assert [r.status_code for r in responses] == [200] * 20
+    bodies = [r.json() for r in responses]
+    assert {(b["model_version"], b["route"]) for b in bodies} == {(1, "champion")}
+    assert bodies[0]["decision"] == "decline" and bodies[1]["decision"] == "approve"
+    for b in bodies:
+        assert (1 <= len(b["reason_codes"]) <= 4) if b["decision"] == "decline" else b["reason_codes"] == []
+    assert {r["feature"] for r in bodies[0]["reason_codes"]} <= {"income", "debt_ratio", "age", "purpose"}
+    # check: the stream holds one event per response, with its id, inputs and outcome
+    events = decisions(nats_server.url)
+    assert sorted(e["id"] for e in events) == sorted(b["decision_id"] for b in bodies)
+    by_id = {e["id"]: e for e in events}
+    for b, f in zip(bodies, features, strict=True):
+        e = by_id[b["decision_id"]]
+        assert e["_msg_id"] == e["id"] and e["subject"] == f"decision/{e['id']}"
+        assert e["type"] == "modelgov.scoring.decision.made.v1" and e["actor"] == "user:local-scoring_client"
+        data = e["data"]
+        assert data["inputs"] == f and data["score"] == b["score"] and data["decision"] == b["decision"]
+        assert data["reason_codes"] == b["reason_codes"] and data["version"] == 1
+        assert data["route"] == "champion" and len(data["trace_id"]) == 32
+    # check: metrics per model, version and route
+    metrics = scoring.get("/metrics").text
+    assert 'modelgov_scoring_decisions_total{decision="decline",model="credit-default",route="champion",' \
+           'version="1"}' in metrics
+    assert 'modelgov_scoring_model_loads_total{model="credit-default",outcome="loaded",version="1"} 1.0' \
+           in metrics
+
+
+def test_a_batch_is_one_event_per_item(nats_server, deployed):
+    _, scoring, _ = deployed
+    items = [{"entity_id": f"b-{i}", "features": applicant(i)} for i in range(10)]
+    response = scoring.post(f"/v1/score/{MODEL}/batch", json={"items": items}, headers=bearer("service"))
+    assert response.status_code == 200, response.text
+    ids = [item["decision_id"] for item in response.json()["items"]]
+    assert sorted(e["id"] for e in decisions(nats_server.url)) == sorted(ids)
+
+
+def test_bad_requests_are_refused_by_rule_naming_what_to_fix_and_decide_nothing(nats_server, stack):
+    registry, scoring, _ = stack
+    # unknown model: 404; a model without a champion: 409 saying how to set one
+    unknown = score(scoring, "a", SAFE, name="no-such-model")
+    assert unknown.status_code == 404 and "does not exist" in unknown.json()["detail"]
+    register_versions(registry)
+    no_champion = score(scoring, "a", SAFE)
+    assert no_champion.status_code == 409
+    assert f"PUT /v1/deployments/{MODEL}" in no_champion.json()["detail"]
+    assert deploy(scoring, {"champion": 1}).status_code == 200
+    # missing, extra, mistyped, out of range, unknown category: one 422 naming each
+    bad = score(scoring, "a", {"income": "lots", "debt_ratio": 7, "purpose": "yacht", "colour": "red"})
+    assert bad.status_code == 422, bad.text
+    named = {e["feature"] for e in bad.json()["errors"]}
+    assert named == {"income", "debt_ratio", "age", "purpose", "colour"}
+    for word in ("'age' is missing", "'colour' is not in", "'income' must be a float", "maximum 5",
+                 "'yacht' is not a known category"):
+        assert word in bad.json()["detail"]
+    # NaN and Infinity (JSON extensions some clients send)
+    raw = ('{"entity_id": "a", "features": {"income": NaN, "debt_ratio": Infinity, "age": 30, '
+           '"purpose": "car"}}')
+    nan = scoring.post(f"/v1/score/{MODEL}", content=raw, headers={**bearer("scoring_client"),
+                                                                     "content-type": "application/json"})
+    assert nan.status_code == 422 and "'income' is NaN" in nan.json()["detail"]
+    assert "'debt_ratio' is infinite" in nan.json()["detail"]
+    # a batch row is named by its index
+    rows = [{"entity_id": "x", "features": SAFE}, {"entity_id": "y", "features": {**SAFE, "age": 5}}]
+    batch = scoring.post(f"/v1/score/{MODEL}/batch", json={"items": rows}, headers=bearer("service"))
+    assert batch.status_code == 422 and "items[1]: feature 'age'" in batch.json()["detail"]
+    # too many rows, too many bytes: 413
+    many = [{"entity_id": f"e{i}", "features": SAFE} for i in range(BATCH_LIMIT + 1)]
+    assert scoring.post(f"/v1/score/{MODEL}/batch", json={"items": many},
+                        headers=bearer("service")).status_code == 413
+    huge = score(scoring, "a", {**SAFE, "padding": "x" * (BODY_LIMIT + 1)})
+    assert huge.status_code == 413 and huge.headers["content-type"] == "application/problem+json"
+    # not JSON, no token, a scoring client steering deployments
+    assert scoring.post(f"/v1/score/{MODEL}", content="{", headers={
+        **bearer("scoring_client"), "content-type": "application/json"}).status_code == 422
+    assert scoring.post(f"/v1/score/{MODEL}", json={"entity_id": "a", "features": SAFE}).status_code == 401
+    assert deploy(scoring, {"champion": 1}, role="scoring_client").status_code == 403
+    # check: none of those decided anything
+    time.sleep(0.3)
+    assert decisions(nats_server.url) == []
+
+
+def test_deployments_admit_only_existing_approved_versions_and_each_change_is_an_event(nats_server, stack):
+    registry, scoring, _ = stack
+    register_versions(registry, kinds=("linear", "boosted"), approved=False)
+    # act / check: unapproved champion 409, a version that does not exist 422, an unknown model 404
+    assert deploy(scoring, {"champion": 1}).status_code == 409
+    missing = deploy(scoring, {"champion": 1, "shadow": [9]})
+    assert missing.status_code in (409, 422)
+    assert deploy(scoring, {"champion": 1}, name="nope").status_code == 404
+    from tests.registry_helpers import approve
+
+    approve(registry, 1)
+    assert deploy(scoring, {"champion": 1, "shadow": [9]}).status_code == 422
+    set_ = deploy(scoring, {"champion": 1, "canary": {"version": 2, "percent": 10}}, role="service")
+    assert set_.status_code == 409 and "version 2" in set_.json()["detail"]  # the canary is not approved
+    approve(registry, 2)
+    set_ = deploy(scoring, {"champion": 1, "canary": {"version": 2, "percent": 10}}, role="service")
+    assert set_.status_code == 200, set_.text
+    again = deploy(scoring, {"champion": 1, "canary": {"version": 2, "percent": 10}})
+    assert again.status_code == 200  # unchanged: no second event
+    got = scoring.get(f"/v1/deployments/{MODEL}", headers=bearer("regulator")).json()
+    assert got["champion"] == 1 and got["canary"] == {"version": 2, "percent": 10.0}
+    assert got["updated_by"] == "service:local-service"
+    # check: exactly one DeploymentChanged on GOVERNANCE
+    changed = wait_for(lambda: stream_messages(nats_server.url, "GOVERNANCE", "gov.scoring.deployment"))
+    time.sleep(0.3)
+    changed = stream_messages(nats_server.url, "GOVERNANCE", "gov.scoring.deployment")
+    assert len(changed) == 1
+    event = json.loads(changed[0].data)
+    assert event["subject"] == f"deployment/{MODEL}" and event["data"]["canary"]["version"] == 2
+
+
+def test_a_canary_takes_its_share_and_every_entity_keeps_its_route(deployed):
+    _, scoring, _ = deployed
+    assert deploy(scoring, {"champion": 1, "canary": {"version": 2, "percent": 50}}).status_code == 200
+    ids = [f"entity-{i}" for i in range(40)]
+    first = [score(scoring, i, SAFE).json() for i in ids]
+    second = [score(scoring, i, SAFE).json() for i in ids]
+    routes = [(b["route"], b["model_version"]) for b in first]
+    assert set(routes) == {("champion", 1), ("canary", 2)}
+    assert [(b["route"], b["model_version"]) for b in second] == routes
+
+
+def test_a_shadow_version_changes_no_response_and_its_predictions_are_recorded(nats_server, deployed):
+    _, scoring, _ = deployed
+    people = [(f"s-{i}", applicant(i)) for i in range(12)] + [("risky", RISKY)]
+
+    def answers():
+        out = [score(scoring, e, f).json() for e, f in people]
+        return out, [{k: v for k, v in b.items() if k != "decision_id"} for b in out]
+
+    _, without = answers()
+    # act: version 2 shadows the champion
+    assert deploy(scoring, {"champion": 1, "shadow": [2]}).status_code == 200
+    shadowed, with_shadow = answers()
+    # check: identical answers; one shadow event per shadowed decision, from version 2
+    assert with_shadow == without
+    ids = {b["decision_id"] for b in shadowed}
+    events = wait_for(
+        lambda: (s := decisions(nats_server.url, "shadow_prediction_made")) and len(s) >= 13 and s)
+    assert {e["data"]["decision_id"] for e in events} == ids and len(events) == 13
+    assert {e["data"]["version"] for e in events} == {2}
+    assert all(e["type"] == "modelgov.scoring.shadow_prediction.made.v1" for e in events)
+
+
+def _tamper(settings, sha256: str) -> None:
+    path = Path(settings.artifacts) / "sha256" / sha256[:2] / sha256
+    os.chmod(path, 0o644)
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    path.write_bytes(bytes(data))
+
+
+def test_a_tampered_artifact_is_refused_before_loading_and_an_event_says_so(nats_server, stack):
+    registry, scoring, settings = stack
+    register_versions(registry, kinds=("linear",))
+    sha = registry.get(f"/v1/models/{MODEL}/versions/1", headers=bearer("service")).json()["artifact_sha256"]
+    _tamper(settings, sha)
+    # act
+    refused = deploy(scoring, {"champion": 1})
+    # check: 409 naming the version and both digests; nothing deployed
+    assert refused.status_code == 409, refused.text
+    detail = refused.json()["detail"]
+    assert "version 1 of model 'credit-default' refused" in detail and sha in detail
+    assert scoring.get(f"/v1/deployments/{MODEL}", headers=bearer("operator")).status_code == 404
+    # check: an ArtifactRejected event on GOVERNANCE
+    found = wait_for(lambda: stream_messages(nats_server.url, "GOVERNANCE", "gov.scoring.artifact.rejected"))
+    event = json.loads(found[0].data)
+    assert event["subject"] == f"model/{MODEL}/version/1"
+    assert event["data"]["expected_sha256"] == sha and event["data"]["actual_sha256"] != sha
+
+
+def test_nats_down_during_continuous_scoring_fails_no_request_and_loses_or_duplicates_no_event(
+    nats_server, deployed
+):
+    _, scoring, _ = deployed
+    answered: list[str] = []
+    failures: list[int] = []
+    stop = threading.Event()
+
+    def client(n: int) -> None:
+        i = 0
+        while not stop.is_set():
+            r = score(scoring, f"c{n}-{i}", applicant(i))
+            if r.status_code == 200:
+                answered.append(r.json()["decision_id"])
+            else:
+                failures.append(r.status_code)
+            i += 1
+
+    threads = [threading.Thread(target=client, args=(n,)) for n in range(2)]
+    for t in threads:
+        t.start()
+    wait_for(lambda: len(answered) >= 20)
+    # act: NATS stops for a few seconds while the clients keep scoring
+    nats_server.stop()
+    during = len(answered)
+    time.sleep(3)
+    nats_server.start()
+    time.sleep(1)
+    stop.set()
+    for t in threads:
+        t.join()
+    # check: nothing failed, decisions kept coming during the outage
+    assert failures == [] and len(answered) > during + 5
+    # check: after the restart the stream holds exactly one decision.made per response
+    wait_for(lambda: len(decisions(nats_server.url)) >= len(answered), timeout=60)
+    time.sleep(1)
+    ids = [e["id"] for e in decisions(nats_server.url)]
+    assert len(ids) == len(set(ids)) and set(ids) == set(answered)
+    # check: the outage was real: some decisions went through the outbox, and it is drained
+    spooled = [line for line in scoring.get("/metrics").text.splitlines()
+               if line.startswith("modelgov_scoring_events_spooled_total{")]
+    assert spooled and float(spooled[0].split()[-1]) > 0
+    wait_for(lambda: pending_count(scoring.app.state.runtime.engine, outbox) == 0)
