@@ -14,6 +14,7 @@ import io
 import json
 import logging
 import pickle
+from abc import ABC, abstractmethod
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -134,9 +135,10 @@ def adverse_index(estimator: Any) -> int:
 # -- explanations ---------------------------------------------------------------------------------
 
 
-class Explainer:
+class Explainer(ABC):
+    @abstractmethod
     def impacts(self, row: list[Any], score: float) -> dict[str, float]:
-        raise NotImplementedError
+        """Per original feature: how far it pushes this row's score toward the adverse outcome."""
 
 
 class SubstitutionExplainer(Explainer):
