@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 
-.PHONY: install demo up down status test test-unit test-integration test-e2e bench lint schemas clean
+.PHONY: install demo up down status test test-unit test-integration test-e2e bench bench-scoring lint schemas clean
 
 install: $(STAMP)
 
@@ -40,6 +40,10 @@ test-e2e: install
 
 bench: install
 	$(PY) -m bench.audit_ingest
+
+# modelgov scoring vs MLServer 1.7 (its own venv under var/bench); ~3 min with the defaults
+bench-scoring: install
+	$(PY) -m bench.scoring_vs_mlserver
 
 lint: install
 	$(VENV)/bin/ruff check .
