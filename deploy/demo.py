@@ -1,7 +1,8 @@
 """A short governance story on real data, against the running stack (`make up` first).
 
 Train a credit-default model on the UCI German Credit data, register it with its lineage,
-validate and approve it as two different people, then read the audit trail a regulator sees.
+validate and approve it as two different people, make it the champion, score holdout applicants
+(/v1 and Open Inference Protocol v2), then read the audit trail a regulator sees.
 """
 
 from __future__ import annotations
@@ -35,6 +36,8 @@ HOLDOUT = 0.3
 POLICY = {"review_at": 0.35, "decline_at": 0.6}
 QUANTILES = (0.01, 0.05, 0.1, 0.25, 0.5, 0.75, 0.9, 0.95, 0.99)
 AUDIT_WAIT_SECONDS = 20
+SCORED = {"good": 3, "bad": 2}  # holdout applicants scored: repaid, defaulted
+OIP_DATATYPES = {"int": "INT64", "float": "FP64", "string": "BYTES", "bool": "BOOL"}
 
 
 def step(n: int, text: str) -> None:
@@ -68,6 +71,25 @@ def load(path: Path = DATA) -> Dataset:
     features = [c for c in rows[0] if c not in (TARGET, *EXCLUDED)]
     numeric = {f for f in features if all(r[f].lstrip("-").isdigit() for r in rows)}
     return Dataset(rows, features, numeric, "sha256:" + hashlib.sha256(raw).hexdigest())
+
+
+def split(y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Train and holdout row indices: stratified, seeded, the same on every run."""
+    from sklearn.model_selection import train_test_split
+
+    return train_test_split(np.arange(len(y)), test_size=HOLDOUT, random_state=SEED, stratify=y)
+
+
+def holdout_applicants(data: Dataset, schema: list[dict]) -> list[tuple[str, dict, str]]:
+    """A few holdout applicants who repaid and a few who defaulted: (entity id, features, outcome)."""
+    _, holdout = split(data.labels())
+    picked: list[tuple[str, dict, str]] = []
+    for outcome, wanted in SCORED.items():
+        rows = [i for i in holdout if data.rows[i][TARGET] == outcome][:wanted]
+        picked += [(f"german-credit-{i}", {s["name"]: int(data.rows[i][s["name"]]) if s["dtype"] == "int"
+                                           else data.rows[i][s["name"]] for s in schema}, outcome)
+                   for i in rows]
+    return picked
 
 
 def build_pipeline(data: Dataset):
@@ -164,12 +186,10 @@ def train(out_dir: Path) -> tuple[Path, dict]:
     import skops
     import skops.io
     from sklearn.metrics import precision_score, recall_score, roc_auc_score
-    from sklearn.model_selection import train_test_split
 
     data = load()
     y = data.labels()
-    idx_train, idx_hold = train_test_split(np.arange(len(y)), test_size=HOLDOUT, random_state=SEED,
-                                           stratify=y)
+    idx_train, idx_hold = split(y)
     pipeline = build_pipeline(data).fit(data.matrix(idx_train), y[idx_train])
     scores = pipeline.predict_proba(data.matrix(idx_hold))[:, 1]
     declined = (scores >= POLICY["decline_at"]).astype(int)
@@ -248,6 +268,22 @@ def wait_for_audit(audit: Api, version: int) -> list[dict]:
         time.sleep(0.25)
 
 
+def wait_for_decisions(audit: Api, decision_ids: list[str]) -> None:
+    """Wait until the audit service has chained every decision the demo made."""
+    deadline = time.monotonic() + AUDIT_WAIT_SECONDS
+    pending = list(decision_ids)
+    while pending:
+        found = audit.call("GET", "/v1/audit/events", "regulator",
+                           params={"subject": f"decision/{pending[0]}"}).json()["items"]
+        if found:
+            pending.pop(0)
+            continue
+        if time.monotonic() > deadline:
+            raise DemoError(f"the audit service did not chain decision {pending[0]} within "
+                            f"{AUDIT_WAIT_SECONDS}s (see var/log/audit.log)")
+        time.sleep(0.25)
+
+
 def _utc(text: str) -> datetime:
     """Event times are UTC; a time read back from SQLite may have lost its zone."""
     when = datetime.fromisoformat(text)
@@ -262,12 +298,43 @@ def print_timeline(events: list[dict]) -> None:
         print(f"    {when:<24} {short:<40} {e['actor'] or '-':<26} {e['hash'][:12]:<13} {e['subject']}")
 
 
+def score_applicants(scoring: Api, applicants: list[tuple[str, dict, str]]) -> list[str]:
+    """Each applicant over /v1/score: decision, score and (for declines) the principal reasons."""
+    ids = []
+    for entity, features, outcome in applicants:
+        d = scoring.call("POST", f"/v1/score/{MODEL}", "scoring_client",
+                         json={"entity_id": entity, "features": features}).json()
+        reasons = ", ".join(f"{r['feature']}={r['value']} (+{r['impact']:.2f})" for r in d["reason_codes"])
+        print(f"    {entity:<18} {d['decision']:<8} score {d['score']:.3f}  v{d['model_version']} "
+              f"{d['route']:<9} actual: {outcome:<5} decision {d['decision_id']}")
+        if reasons:
+            print(f"    {'':<18} principal reasons: {reasons}")
+        ids.append(d["decision_id"])
+    return ids
+
+
+def infer_v2(scoring: Api, applicants: list[tuple[str, dict, str]], schema: list[dict]) -> list[str]:
+    """The same applicants as one Open Inference Protocol v2 request: one tensor per feature."""
+    inputs = [{"name": s["name"], "datatype": OIP_DATATYPES[s["dtype"]], "shape": [len(applicants)],
+               "data": [features[s["name"]] for _, features, _ in applicants]} for s in schema]
+    body = {"id": "demo-v2", "inputs": inputs,
+            "parameters": {"entity_ids": [entity for entity, _, _ in applicants]}}
+    answer = scoring.call("POST", f"/v2/models/{MODEL}/infer", "scoring_client", json=body).json()
+    out = {o["name"]: o["data"] for o in answer["outputs"]}
+    print(f"    POST /v2/models/{MODEL}/infer: {len(inputs)} input tensors of shape [{len(applicants)}] "
+          f"→ model_version {answer['model_version']}")
+    print(f"    score    {[round(x, 3) for x in out['score']]}")
+    print(f"    decision {out['decision']}   (each row a decision.made event too)")
+    return list(out["decision_id"])
+
+
 def run(settings: Settings) -> int:
     started = time.monotonic()
     tokens = json.loads(settings.tokens_path.read_text())
     registry_url = f"http://127.0.0.1:{settings.registry_port}"
     audit_url = f"http://127.0.0.1:{settings.audit_port}"
-    registry, audit = Api(registry_url, tokens), Api(audit_url, tokens)
+    scoring_url = f"http://127.0.0.1:{settings.scoring_port}"
+    registry, audit, scoring = Api(registry_url, tokens), Api(audit_url, tokens), Api(scoring_url, tokens)
 
     step(1, f"Train on {DATA.relative_to(ROOT)} (UCI Statlog German Credit, 1,000 applicants)")
     artifact, metadata = train(settings.var_dir.resolve() / "demo")
@@ -311,10 +378,22 @@ def run(settings: Settings) -> int:
         print(f"    -> {moved.json().get('status', to):<10} as {role}")
     print(f"    model card: {registry_url}{base}/card   (HTML: add ?format=html)")
 
-    step(5, "Audit trail: the model's history, rebuilt by the audit service from the event stream")
-    print_timeline(wait_for_audit(audit, version))
+    step(5, f"Make version {version} the champion (operator): scoring fetches, checks and loads it")
+    deployed = scoring.call("PUT", f"/v1/deployments/{MODEL}", "operator", json={"champion": version}).json()
+    print(f"    champion v{deployed['champion']}  set by {deployed['updated_by']}")
 
-    step(6, "Verify the hash chains (one per stream)")
+    step(6, "Score holdout applicants the model never saw (scoring client), each decision on the record")
+    applicants = holdout_applicants(load(), metadata["feature_schema"])
+    decided = score_applicants(scoring, applicants)
+    decided += infer_v2(scoring, applicants, metadata["feature_schema"])
+
+    step(7, "Audit trail: the model's history, rebuilt by the audit service from the event stream")
+    print_timeline(wait_for_audit(audit, version))
+    wait_for_decisions(audit, decided)
+    print(f"    and {len(decided)} decisions chained in DECISIONS, e.g. "
+          f"GET /v1/audit/events?subject=decision/{decided[0]}")
+
+    step(8, "Verify the hash chains (one per stream)")
     verify = audit.call("GET", "/v1/audit/verify", "regulator").json()
     for s in verify["streams"]:
         state = "ok" if s["ok"] else f"BROKEN at {s['first_broken_position']}: {s['reason']}"
@@ -323,6 +402,7 @@ def run(settings: Settings) -> int:
 
     print(f"\nDone in {time.monotonic() - started:.1f}s. Where to look next:")
     print(f"  registry API      {registry_url}/docs")
+    print(f"  scoring API       {scoring_url}/docs   (OIP v2: {scoring_url}/v2/models/{MODEL})")
     print(f"  audit API         {audit_url}/docs")
     print(f"  Temporal UI       http://127.0.0.1:{settings.temporal_ui_port}")
     print(f"  NATS monitoring   http://127.0.0.1:{settings.nats_monitor_port}/jsz?streams=true")

@@ -10,10 +10,15 @@ from contextlib import contextmanager
 from functools import cache
 from typing import Any
 
+import httpx
 import numpy as np
 import uvicorn
+from fastapi.testclient import TestClient
 
 from deploy.servers import free_port
+from services.registry.app import create_app as create_registry
+from services.runtime.settings import Settings
+from services.scoring.app import create_app as create_scoring
 from tests.conftest import bearer
 from tests.registry_helpers import approve, create_model, register
 
@@ -154,3 +159,18 @@ def served(app) -> Iterator[str]:
     finally:
         server.should_exit = True
         thread.join(timeout=15)
+
+
+@contextmanager
+def scoring_stack(settings: Settings, live: bool = False) -> Iterator[tuple[httpx.Client, Any]]:
+    """The registry served over real HTTP, and scoring: in-process (a TestClient) or, when `live`,
+    under uvicorn on its own port (an httpx client on its base URL); yields (registry, scoring)."""
+    with served(create_registry(settings)) as registry_url, \
+            httpx.Client(base_url=registry_url, timeout=30) as registry:
+        scoring_app = create_scoring(settings.model_copy(update={"registry_url": registry_url}))
+        if not live:
+            with TestClient(scoring_app) as scoring:
+                yield registry, scoring
+            return
+        with served(scoring_app) as scoring_url, httpx.Client(base_url=scoring_url, timeout=30) as scoring:
+            yield registry, scoring

@@ -60,7 +60,7 @@ MAX_PENDING_SHADOWS = 1000  # beyond this, shadow work is dropped (and counted),
 @router.post("/score/{model}", response_model=ScoreResponse)
 async def score(model: str, body: ScoreRequest, request: Request, who: Scorer) -> ScoreResponse:
     """Decide for one entity; the answer is on the record (decision.made) before it is returned."""
-    return (await _decide(request, who, model, [body], batch=False))[0]
+    return (await decide(request, who, model, [body], batch=False))[0]
 
 
 @router.post("/score/{model}/batch", response_model=ScoreBatchResponse)
@@ -70,24 +70,25 @@ async def score_batch(
     """Decide for many entities at once: one decision.made event per item."""
     limit = request.app.state.settings.scoring_max_batch
     if len(body.items) > limit:
-        _metrics(request).errors.labels(model, "too_large").inc()
+        metrics_of(request).errors.labels(model, "too_large").inc()
         raise Problem(413, "Content Too Large",
                       f"the batch holds {len(body.items)} items; the limit is {limit}: split it")
-    return ScoreBatchResponse(items=await _decide(request, who, model, body.items, batch=True))
+    return ScoreBatchResponse(items=await decide(request, who, model, body.items, batch=True))
 
 
-async def _decide(request: Request, who: Principal, model: str, items: list[ScoreRequest],
-                  batch: bool) -> list[ScoreResponse]:
+async def decide(request: Request, who: Principal, model: str, items: list[ScoreRequest],
+                 batch: bool) -> list[ScoreResponse]:
+    """The one decision path (v1 and OIP v2): route, check, score, record durably, then answer."""
     started = time.perf_counter()
-    rt, metrics = _runtime(request), _metrics(request)
-    deployment = await asyncio.to_thread(_deployment, rt.engine, model)
+    rt, metrics = runtime_of(request), metrics_of(request)
+    deployment = await asyncio.to_thread(deployment_of, rt.engine, model)
     if deployment is None:
         metrics.errors.labels(model, "not_deployed").inc()
-        raise await _why_not_deployed(_loader(rt), model)
+        raise await why_not_deployed(loader_of(rt), model)
     routed = [domain.route(model, item.entity_id, deployment) for item in items]
     serving: dict[int, LoadedModel] = {}
     for version in dict.fromkeys(v for v, _ in routed):
-        serving[version] = await _serving(rt, metrics, model, version)
+        serving[version] = await loaded_version(rt, metrics, model, version)
     problems = [replace(p, row=i if batch else None)
                 for i, (item, (version, _)) in enumerate(zip(items, routed, strict=True))
                 for p in domain.check_features(serving[version].schema, item.features)]
@@ -145,16 +146,16 @@ async def _on_record(rt: Runtime, metrics: ScoringMetrics, model: str, events: l
                       "outbox both failed), so it was not made; retry") from exc
 
 
-async def _serving(rt: Runtime, metrics: ScoringMetrics, model: str, version: int) -> LoadedModel:
+async def loaded_version(rt: Runtime, metrics: ScoringMetrics, model: str, version: int) -> LoadedModel:
     try:
-        return await _loader(rt).get(model, version)
+        return await loader_of(rt).get(model, version)
     except LoadError as exc:
         metrics.errors.labels(model, "version_unavailable").inc()
         raise Problem(503, "Service Unavailable", f"{exc.detail}; nothing was decided",
                       version=version) from exc
 
 
-async def _why_not_deployed(loader: ModelLoader, model: str) -> Problem:
+async def why_not_deployed(loader: ModelLoader, model: str) -> Problem:
     try:
         known = await loader.model_info(model)
     except RegistryUnavailable as exc:
@@ -197,7 +198,7 @@ async def _shadow(rt: Runtime, metrics: ScoringMetrics, model: str, versions: li
 async def _shadow_one(rt: Runtime, metrics: ScoringMetrics, model: str, version: int,
                       items: list[ScoreRequest], responses: list[ScoreResponse], cause: Cause,
                       trace_id: str | None) -> None:
-    loaded = await _loader(rt).get(model, version)
+    loaded = await loader_of(rt).get(model, version)
     fits = [i for i, item in enumerate(items) if not domain.check_features(loaded.schema, item.features)]
     if len(fits) < len(items):
         metrics.shadows.labels(model, str(version), "schema_mismatch").inc(len(items) - len(fits))
@@ -223,7 +224,7 @@ async def _shadow_one(rt: Runtime, metrics: ScoringMetrics, model: str, version:
 @router.get("/deployments/{model}", response_model=DeploymentPublic)
 def get_deployment(model: str, request: Request, who: DeploymentReader) -> DeploymentPublic:
     """What serves the model: champion, canary version and share, shadow versions."""
-    found = _deployment(_runtime(request).engine, model)
+    found = deployment_of(runtime_of(request).engine, model)
     if found is None:
         raise Problem(404, "Not Found", f"model '{model}' has no deployment; set one with "
                                         f"PUT /v1/deployments/{model}")
@@ -234,8 +235,8 @@ def get_deployment(model: str, request: Request, who: DeploymentReader) -> Deplo
 async def put_deployment(model: str, body: DeploymentSpec, request: Request,
                          who: DeploymentKeeper) -> DeploymentPublic:
     """Set champion, canary and shadows; every version is checked and loaded before it takes traffic."""
-    rt = _runtime(request)
-    loader = _loader(rt)
+    rt = runtime_of(request)
+    loader = loader_of(rt)
     try:
         if await loader.model_info(model) is None:
             raise Problem(404, "Not Found", f"model '{model}' does not exist in the registry")
@@ -253,7 +254,7 @@ async def put_deployment(model: str, body: DeploymentSpec, request: Request,
     changed = await asyncio.to_thread(_store_deployment, rt.engine, model, body, cause)
     if changed:
         _recorder(rt).notify()
-    return changed or _deployment(rt.engine, model)
+    return changed or deployment_of(rt.engine, model)
 
 
 async def _check_versions(loader: ModelLoader, model: str, spec: DeploymentSpec) -> None:
@@ -295,20 +296,20 @@ def _store_deployment(engine: Engine, model: str, spec: DeploymentSpec,
 # -- helpers ----------------------------------------------------------------------------------
 
 
-def _deployment(engine: Engine, model: str) -> DeploymentPublic | None:
+def deployment_of(engine: Engine, model: str) -> DeploymentPublic | None:
     with engine.connect() as conn:
         return store.get_deployment(conn, model)
 
 
-def _runtime(request: Request) -> Runtime:
+def runtime_of(request: Request) -> Runtime:
     return request.app.state.runtime
 
 
-def _metrics(request: Request) -> ScoringMetrics:
+def metrics_of(request: Request) -> ScoringMetrics:
     return request.app.state.scoring_metrics
 
 
-def _loader(rt: Runtime) -> ModelLoader:
+def loader_of(rt: Runtime) -> ModelLoader:
     return rt.extras["loader"]
 
 

@@ -12,7 +12,7 @@ from fastapi import FastAPI
 from services.runtime.errors import PROBLEM_JSON
 from services.runtime.service import Runtime, build_app
 from services.runtime.settings import Settings, get_settings
-from services.scoring import api, store
+from services.scoring import api, oip, store
 from services.scoring.messaging import Recorder
 from services.scoring.metrics import ScoringMetrics
 from services.scoring.models import LoadError, ModelLoader
@@ -45,9 +45,10 @@ def create_app(settings: Settings | None = None,
         await runtime.extras["loader"].close()
 
     app = build_app("scoring", settings, title="modelgov scoring", description=DESCRIPTION,
-                    routers=[api.router], outbox=store.outbox, on_start=[start], on_stop=[stop])
+                    routers=[api.router, oip.router], outbox=store.outbox, on_start=[start], on_stop=[stop])
     app.state.scoring_metrics = ScoringMetrics(app.state.metrics.registry)
-    app.add_middleware(BodyLimit, limit=settings.scoring_max_body_bytes, prefix="/v1/score")
+    app.add_middleware(BodyLimit, limit=settings.scoring_max_body_bytes,
+                       prefixes=("/v1/score", "/v2/models"))
     return app
 
 
@@ -69,13 +70,13 @@ def _deployments(runtime: Runtime):
 
 
 class BodyLimit:
-    """413 for a request body over `limit` bytes under `prefix`, before anything parses it."""
+    """413 for a request body over `limit` bytes under one of `prefixes`, before anything parses it."""
 
-    def __init__(self, app, limit: int, prefix: str) -> None:
-        self.app, self.limit, self.prefix = app, limit, prefix
+    def __init__(self, app, limit: int, prefixes: tuple[str, ...]) -> None:
+        self.app, self.limit, self.prefixes = app, limit, prefixes
 
     async def __call__(self, scope, receive, send) -> None:
-        if scope["type"] != "http" or not scope["path"].startswith(self.prefix):
+        if scope["type"] != "http" or not scope["path"].startswith(self.prefixes):
             await self.app(scope, receive, send)
             return
         declared = dict(scope["headers"]).get(b"content-length")
@@ -104,11 +105,15 @@ class BodyLimit:
         await self.app(scope, replay, send)
 
     async def _refuse(self, scope, send) -> None:
-        doc = {"type": "about:blank", "title": "Content Too Large", "status": 413,
-               "detail": f"the request body is larger than {self.limit} bytes; send fewer items "
-                         f"per batch", "instance": scope["path"]}
+        detail = f"the request body is larger than {self.limit} bytes; send fewer rows per request"
+        if scope["path"].startswith("/v2/"):  # the Open Inference Protocol's error shape
+            doc, media_type = {"error": detail}, "application/json"
+        else:
+            doc = {"type": "about:blank", "title": "Content Too Large", "status": 413, "detail": detail,
+                   "instance": scope["path"]}
+            media_type = PROBLEM_JSON
         payload = json.dumps(doc).encode()
         await send({"type": "http.response.start", "status": 413,
-                    "headers": [(b"content-type", PROBLEM_JSON.encode()),
+                    "headers": [(b"content-type", media_type.encode()),
                                 (b"content-length", str(len(payload)).encode())]})
         await send({"type": "http.response.body", "body": payload})

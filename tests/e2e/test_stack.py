@@ -146,6 +146,9 @@ def test_demo_registers_approves_and_audits(stack):
     # check the story ran to its end with an intact audit chain
     assert demo.returncode == 0, explain(demo)
     assert "chain verification: ok" in demo.stdout
+    # check the approved version became the champion and decided, over /v1 and OIP v2
+    assert "champion v" in demo.stdout and "/v2/models/credit-default/infer" in demo.stdout
+    assert sum(line.lstrip().startswith("german-credit-") for line in demo.stdout.splitlines()) == 5
 
     # check as a regulator would: the approval is in the model's history and every chain verifies
     audit = f"http://127.0.0.1:{stack.ports['AUDIT']}"

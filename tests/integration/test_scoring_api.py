@@ -12,11 +12,9 @@ from pathlib import Path
 
 import httpx
 import pytest
-from fastapi.testclient import TestClient
 
-from services.registry.app import create_app as create_registry
 from services.runtime.outbox import pending_count
-from services.scoring.app import create_app as create_scoring
+from services.runtime.settings import Settings
 from services.scoring.store import outbox
 from tests.conftest import bearer
 from tests.nats_helpers import stream_messages
@@ -27,7 +25,7 @@ from tests.scoring_helpers import (
     deploy,
     register_versions,
     score,
-    served,
+    scoring_stack,
 )
 from tests.waiting import wait_for
 
@@ -36,21 +34,30 @@ BODY_LIMIT = 64 * 1024
 BATCH_LIMIT = 50
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
-def stack(request, nats_server, settings_factory, make_db_url):
-    settings = settings_factory(
+def stack_settings(backend: str, nats_server, settings_factory, make_db_url) -> Settings:
+    return settings_factory(
         nats_server.url,
-        registry_database_url=make_db_url(request.param, "registry"),
-        scoring_database_url=make_db_url(request.param, "scoring"),
+        registry_database_url=make_db_url(backend, "registry"),
+        scoring_database_url=make_db_url(backend, "scoring"),
         scoring_max_body_bytes=BODY_LIMIT, scoring_max_batch=BATCH_LIMIT,
         scoring_publish_timeout_seconds=1.0,
     )
-    registry_app = create_registry(settings)
-    with served(registry_app) as registry_url:
-        scoring_settings = settings.model_copy(update={"registry_url": registry_url})
-        with httpx.Client(base_url=registry_url, timeout=30) as registry, \
-                TestClient(create_scoring(scoring_settings)) as scoring:
-            yield registry, scoring, settings
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def stack(request, nats_server, settings_factory, make_db_url):
+    """The registry on a real port, scoring in-process."""
+    settings = stack_settings(request.param, nats_server, settings_factory, make_db_url)
+    with scoring_stack(settings) as (registry, scoring):
+        yield registry, scoring, settings
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def live(request, nats_server, settings_factory, make_db_url):
+    """The registry and scoring each under uvicorn on a real port; httpx clients on both."""
+    settings = stack_settings(request.param, nats_server, settings_factory, make_db_url)
+    with scoring_stack(settings, live=True) as (registry, scoring):
+        yield registry, scoring
 
 
 @pytest.fixture
@@ -268,10 +275,10 @@ def test_nats_down_during_continuous_scoring_fails_no_request_and_loses_or_dupli
     for t in threads:
         t.start()
     wait_for(lambda: len(answered) >= 20)
-    # act: NATS stops for a few seconds while the clients keep scoring
+    # act: NATS stops for 10 s while the clients keep scoring
     nats_server.stop()
     during = len(answered)
-    time.sleep(3)
+    time.sleep(10)
     nats_server.start()
     time.sleep(1)
     stop.set()
@@ -289,3 +296,53 @@ def test_nats_down_during_continuous_scoring_fails_no_request_and_loses_or_dupli
                if line.startswith("modelgov_scoring_events_spooled_total{")]
     assert spooled and float(spooled[0].split()[-1]) > 0
     wait_for(lambda: pending_count(scoring.app.state.runtime.engine, outbox) == 0)
+
+
+def test_swapping_the_champion_under_load_fails_no_request_and_every_answer_names_its_version(
+    nats_server, live
+):
+    registry, scoring = live
+    assert register_versions(registry) == [1, 2]
+    assert deploy(scoring, {"champion": 1}).status_code == 200
+    answered: list[tuple[str, int]] = []  # (decision id, model version)
+    failures: list[str] = []
+    stop = threading.Event()
+
+    def client(n: int) -> None:
+        with httpx.Client(base_url=scoring.base_url, headers=bearer("scoring_client"), timeout=30) as http:
+            i = 0
+            while not stop.is_set():
+                try:
+                    r = http.post(f"/v1/score/{MODEL}", json={"entity_id": f"h{n}-{i}",
+                                                             "features": applicant(i)})
+                except httpx.HTTPError as exc:
+                    failures.append(repr(exc))
+                    continue
+                if r.status_code == 200:
+                    answered.append((r.json()["decision_id"], r.json()["model_version"]))
+                else:
+                    failures.append(f"{r.status_code} {r.text}")
+                i += 1
+
+    threads = [threading.Thread(target=client, args=(n,)) for n in range(4)]
+    for t in threads:
+        t.start()
+    try:
+        wait_for(lambda: len(answered) >= 40)
+        # act: the champion goes 1 → 2 → 1 while four clients score
+        for champion in (2, 1):
+            assert deploy(scoring, {"champion": champion}).status_code == 200
+            swapped = len(answered)
+            wait_for(lambda s=swapped: len(answered) >= s + 40)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join()
+    # check: no request failed, and both versions answered
+    assert failures == []
+    assert {v for _, v in answered} == {1, 2}
+    # check: each answer's version is the one its decision.made event records
+    wait_for(lambda: len(decisions(nats_server.url)) >= len(answered), timeout=60)
+    recorded = {e["id"]: e["data"]["version"] for e in decisions(nats_server.url)}
+    assert len(recorded) == len(answered)
+    assert all(recorded[d] == v for d, v in answered)

@@ -1,0 +1,141 @@
+"""Open Inference Protocol v2 against the real scoring service on a real port, driven by a stock
+client (`tritonclient.http`, unchanged): its rows take the /v1 decision path, so every row is one
+decision.made event and the scores equal /v1/score's for the same rows and entity ids."""
+
+from __future__ import annotations
+
+import json
+
+import httpx
+import numpy as np
+import pytest
+import tritonclient.http as triton
+from tritonclient.utils import InferenceServerException
+
+from tests.conftest import bearer
+from tests.integration.test_scoring_api import MODEL, decisions, stack_settings
+from tests.scoring_helpers import RISKY, SAFE, SCHEMA, applicant, deploy, register_versions, scoring_stack
+
+NUMPY = {"float": np.float64, "int": np.int64, "string": np.object_}
+DATATYPES = {"float": "FP64", "int": "INT64", "string": "BYTES"}
+
+
+@pytest.fixture
+def v2(nats_server, settings_factory, make_db_url):
+    """Versions 1 and 2 approved, 1 the champion; scoring on a real port; a tritonclient on it."""
+    settings = stack_settings("sqlite", nats_server, settings_factory, make_db_url)
+    with scoring_stack(settings, live=True) as (registry, scoring):
+        assert register_versions(registry) == [1, 2]
+        assert deploy(scoring, {"champion": 1}).status_code == 200
+        client = triton.InferenceServerClient(str(scoring.base_url).removeprefix("http://").rstrip("/"))
+        try:
+            yield scoring, client
+        finally:
+            client.close()
+
+
+def tensors(rows: list[dict], binary: bool) -> list[triton.InferInput]:
+    """One InferInput per feature of the schema, shape [N], as a tritonclient user builds them."""
+    inputs = []
+    for spec in SCHEMA:
+        column = np.array([row[spec["name"]] for row in rows], dtype=NUMPY[spec["dtype"]])
+        tensor = triton.InferInput(spec["name"], [len(rows)], DATATYPES[spec["dtype"]])
+        tensor.set_data_from_numpy(column, binary_data=binary)
+        inputs.append(tensor)
+    return inputs
+
+
+@pytest.mark.parametrize("binary", [True, False], ids=["binary-tensors", "json-tensors"])
+def test_a_stock_triton_client_scores_through_the_same_decision_path_as_v1(nats_server, v2, binary):
+    scoring, client = v2
+    auth = bearer("scoring_client")
+    rows = [RISKY, SAFE] + [applicant(i) for i in range(10)]
+    ids = [f"oip-{i}" for i in range(len(rows))]
+    # check: health, server and model metadata as the client reads them
+    assert client.is_server_live() and client.is_server_ready()
+    assert "binary_tensor_data" in client.get_server_metadata()["extensions"]
+    assert client.is_model_ready(MODEL, headers=auth)
+    meta = client.get_model_metadata(MODEL, headers=auth)
+    assert meta["name"] == MODEL and meta["versions"] == ["1"]
+    assert [(i["name"], i["datatype"], i["shape"]) for i in meta["inputs"]] == \
+        [(s["name"], DATATYPES[s["dtype"]], [-1]) for s in SCHEMA]
+    assert {(o["name"], o["datatype"]) for o in meta["outputs"]} >= {("score", "FP64"), ("decision", "BYTES")}
+    # act: one infer request of 12 rows, entity ids as a parameter
+    # (tritonclient adds its own headers to the dict it is given: hand it a copy)
+    result = client.infer(MODEL, tensors(rows, binary), headers=dict(auth), parameters={"entity_ids": ids},
+                          outputs=[triton.InferRequestedOutput("score", binary_data=binary),
+                                   triton.InferRequestedOutput("decision", binary_data=binary)])
+    # check: the same answers /v1/score/batch gives for the same rows and entity ids (a batch: row by
+    # row, the matrix arithmetic may differ in the last bits)
+    items = [{"entity_id": e, "features": f} for e, f in zip(ids, rows, strict=True)]
+    v1 = scoring.post(f"/v1/score/{MODEL}/batch", json={"items": items}, headers=auth).json()["items"]
+    response = result.get_response()
+    assert response["model_name"] == MODEL and response["model_version"] == "1"
+    assert result.as_numpy("score").tolist() == [b["score"] for b in v1]
+    assert [d.decode() if binary else d for d in result.as_numpy("decision").tolist()] == \
+        [b["decision"] for b in v1]
+    # check: the stream holds one decision.made per row (and per v1 call), named by decision_id
+    v2_ids = [d.decode() if isinstance(d, bytes) else d for d in result.as_numpy("decision_id").tolist()]
+    events = {e["id"]: e["data"] for e in decisions(nats_server.url)}
+    assert set(events) == set(v2_ids) | {b["decision_id"] for b in v1} and len(events) == 2 * len(rows)
+    for decision_id, entity, features, answer in zip(v2_ids, ids, rows, v1, strict=True):
+        data = events[decision_id]
+        assert data["entity_id"] == entity and data["inputs"] == features
+        assert data["score"] == answer["score"] and data["reason_codes"] == answer["reason_codes"]
+
+
+def test_v2_errors_are_the_protocols_error_objects_naming_what_to_fix(nats_server, v2):
+    scoring, client = v2
+    auth = bearer("scoring_client")
+    rows = [applicant(1), {**applicant(2), "age": 5}]
+    # unknown model: 404, through the client
+    with pytest.raises(InferenceServerException) as unknown:
+        client.infer("no-such-model", tensors(rows, True), headers=dict(auth))
+    assert unknown.value.status() == "404" and "does not exist" in unknown.value.message()
+    # an out-of-range value and a missing feature: 400 naming the input and the row
+    with pytest.raises(InferenceServerException) as bad:
+        client.infer(MODEL, tensors(rows, True), headers=dict(auth))
+    assert bad.value.status() == "400" and "input 'age' = 5 is below the schema minimum 18.0 (row 1)" in \
+        bad.value.message()
+    missing = tensors(rows, False)[:-1]
+    with pytest.raises(InferenceServerException) as absent:
+        client.infer(MODEL, missing, headers=dict(auth))
+    assert "input 'purpose' is missing (rows 0, 1)" in absent.value.message()
+
+    def post(body, **headers):
+        return scoring.post(f"/v2/models/{MODEL}/infer", content=json.dumps(body),
+                            headers={**auth, "content-type": "application/json", **headers})
+
+    one = {"name": "income", "shape": [2], "datatype": "FP64", "data": [1.0, 2.0]}
+    short = {**one, "name": "age", "shape": [1], "data": [3]}
+    binary = {**one, "data": None, "parameters": {"binary_data_size": 16}}
+    cases = {
+        "shape [3] but 2 values": post({"inputs": [{**one, "shape": [3]}]}),
+        "different numbers of rows": post({"inputs": [one, short]}),
+        "inputs: List should have at least 1 item": post({"inputs": []}),
+        "a list of 2 strings": post({"inputs": [one], "parameters": {"entity_ids": ["a"]}}),
+        "unknown output(s) proba": post({"inputs": [one], "outputs": [{"name": "proba"}]}),
+        "binary_data_size 16": post({"inputs": [binary]}),
+    }
+    for words, response in cases.items():
+        assert response.status_code == 400, (words, response.text)
+        assert response.headers["content-type"] == "application/json" and words in response.json()["error"]
+    # no token, a steering role without scoring: the same shape
+    anonymous = httpx.post(f"{scoring.base_url}/v2/models/{MODEL}/infer", json={"inputs": [one]})
+    assert anonymous.status_code == 401 and "Bearer" in anonymous.json()["error"]
+    # check: none of those decided anything
+    assert decisions(nats_server.url) == []
+
+
+def test_v2_readiness_and_metadata_follow_the_deployment(nats_server, v2):
+    scoring, _ = v2
+    auth = bearer("regulator")
+    # a canary is a deciding version too
+    assert deploy(scoring, {"champion": 1, "canary": {"version": 2, "percent": 50}}).status_code == 200
+    assert scoring.get(f"/v2/models/{MODEL}", headers=auth).json()["versions"] == ["1", "2"]
+    assert scoring.get(f"/v2/models/{MODEL}/ready", headers=auth).json() == {"name": MODEL, "ready": True}
+    # a model that does not exist: 404 with the error object
+    gone = scoring.get("/v2/models/nope/ready", headers=auth)
+    assert gone.status_code == 404 and "does not exist" in gone.json()["error"]
+    assert scoring.get("/v2/health/live").json() == {"live": True}
+    assert scoring.get("/v2/health/ready").json() == {"ready": True}
