@@ -5,9 +5,10 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any, ClassVar, Generic, TypeVar
 
-import rfc8785
 import uuid6
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from contracts import canonical
 
 SPEC_VERSION = "1.0"
 
@@ -54,7 +55,7 @@ class CloudEvent(BaseModel, Generic[DataT]):
 
     def canonical_bytes(self) -> bytes:
         """RFC 8785 bytes: the one serialization that is published, stored and hashed."""
-        return rfc8785.dumps(self.model_dump(mode="json", exclude_none=True))
+        return canonical.dumps(self.model_dump(mode="json", exclude_none=True))
 
 
 # Parametrized once: pydantic's generic-class lookup would otherwise cost more than the parse.

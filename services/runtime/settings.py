@@ -50,6 +50,9 @@ class Settings(BaseSettings):
     scoring_max_body_bytes: int = 4 * 1024 * 1024  # request body; more is 413
     # How long a decision waits for JetStream's PubAck before it goes to the outbox instead.
     scoring_publish_timeout_seconds: float = 2.0
+    # How stale a replica's cached deployment may be: a PUT on this replica applies at once, one on
+    # another replica within this many seconds (each replica re-reads its row after this long).
+    scoring_deployment_ttl_seconds: float = 1.0
 
     # role → bearer token (local) or [{token, name, roles}] (production); see runtime.auth
     tokens_file: Path | None = None

@@ -15,7 +15,7 @@ from services.runtime.settings import Settings, get_settings
 from services.scoring import api, oip, store
 from services.scoring.messaging import Recorder
 from services.scoring.metrics import ScoringMetrics
-from services.scoring.models import LoadError, ModelLoader
+from services.scoring.models import LoadError, ModelLoader, settle_heap
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +33,8 @@ def create_app(settings: Settings | None = None,
         metrics = app.state.scoring_metrics
         recorder = Recorder(runtime, metrics)
         runtime.extras["recorder"] = recorder
+        runtime.extras["deployments"] = api.DeploymentCache(runtime.engine,
+                                                            settings.scoring_deployment_ttl_seconds)
         runtime.extras["loader"] = ModelLoader(settings, metrics, recorder.artifact_rejected,
                                                registry_transport)
         runtime.extras["prewarm"] = asyncio.create_task(_prewarm(runtime), name="scoring-prewarm")
@@ -62,6 +64,7 @@ async def _prewarm(runtime: Runtime) -> None:
                 await loader.get(d.model, version)
             except LoadError as exc:
                 log.warning("pre-warm of %s v%s failed: %s", d.model, version, exc.detail)
+    settle_heap(full=True)
 
 
 def _deployments(runtime: Runtime):

@@ -13,7 +13,6 @@ Errors are the protocol's `{"error": "..."}` (status 400-599): invalid input is 
 
 from __future__ import annotations
 
-import asyncio
 import json
 import math
 import struct
@@ -145,7 +144,7 @@ async def get_model_ready(model: str, request: Request, who: Reader) -> ModelRea
 
 async def _deployment(request: Request, model: str):
     rt = api.runtime_of(request)
-    deployment = await asyncio.to_thread(api.deployment_of, rt.engine, model)
+    deployment = await api.deployments_of(rt).get(model)
     if deployment is None:
         raise await api.why_not_deployed(api.loader_of(rt), model)
     return deployment

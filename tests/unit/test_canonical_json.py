@@ -1,0 +1,72 @@
+"""contracts.canonical writes the bytes rfc8785 writes, for every value, or raises as it does."""
+
+from __future__ import annotations
+
+import math
+import random
+import struct
+
+import pytest
+import rfc8785
+
+from contracts import canonical
+
+EDGE_FLOATS = [0.0, -0.0, 1.0, -1.0, 0.1, 1e-4, 9.999e-5, 1e-6, 1e-7, 1.5e-7, 1e15, 1e16, 9.99e15,
+               123456789012345680000.0, 1e20, 1e21, 1e22, 5e-324, 2.2250738585072014e-308,
+               1.7976931348623157e308, 0.30000000000000004, 333333333.3333333, -12.5, 2**53 + 0.0]
+EDGE_STRINGS = ["", "plain", 'quote " and \\ backslash', "\b\f\n\r\t", "\x00\x01\x1f\x7f", "é ü 漢字",
+                "emoji 😀", "\u2028\u2029", "/slash/"]
+KEYS = ["a", "B", "b", "_", "10", "1", "", "é", "\u20ac", "😀", "\ufb33", "z" * 40]
+
+
+def _float(rng: random.Random) -> float:
+    pick = rng.random()
+    if pick < 0.3:
+        return rng.choice(EDGE_FLOATS) * rng.choice([1, -1])
+    if pick < 0.6:
+        return round(rng.uniform(-1e6, 1e6), rng.randint(0, 9))
+    while True:  # any finite double, by its bits
+        value = struct.unpack("<d", rng.getrandbits(64).to_bytes(8, "little"))[0]
+        if math.isfinite(value):
+            return value
+
+
+def _value(rng: random.Random, depth: int = 0):
+    pick = rng.randint(0, 9 if depth < 3 else 6)
+    if pick == 0:
+        return None
+    if pick == 1:
+        return rng.choice([True, False])
+    if pick == 2:
+        return rng.choice([0, 1, -1, 2**53 - 1, -(2**53) + 1, rng.randint(-10**9, 10**9)])
+    if pick in (3, 4):
+        return _float(rng)
+    if pick in (5, 6):
+        tail = "".join(chr(rng.randint(0, 0x2FF)) for _ in range(rng.randint(0, 5)))
+        return rng.choice(EDGE_STRINGS) + tail
+    if pick in (7, 8):
+        return {rng.choice(KEYS) + rng.choice(["", "x", "é"]): _value(rng, depth + 1)
+                for _ in range(rng.randint(0, 6))}
+    return [_value(rng, depth + 1) for _ in range(rng.randint(0, 5))]
+
+
+def test_the_bytes_are_rfc8785s_for_20000_random_documents():
+    rng = random.Random(8785)
+    for _ in range(20_000):
+        doc = _value(rng)
+        assert canonical.dumps(doc) == rfc8785.dumps(doc), doc
+
+
+@pytest.mark.parametrize("value", [EDGE_FLOATS, EDGE_STRINGS, {k: k for k in KEYS}, (1, 2.5, "x"),
+                                   {"n": 2**53 - 1}])
+def test_edge_values_match(value):
+    assert canonical.dumps(value) == rfc8785.dumps(value)
+
+
+@pytest.mark.parametrize("value", [math.nan, math.inf, 2**53, {"k": -(2**60)}, "\ud800", {1: "x"},
+                                   object()])
+def test_what_rfc8785_refuses_is_refused_the_same_way(value):
+    with pytest.raises(Exception) as reference:
+        rfc8785.dumps(value)
+    with pytest.raises(type(reference.value)):
+        canonical.dumps(value)
