@@ -25,7 +25,8 @@ from contracts.registry.events import ModelCreated
 from contracts.streams import GOVERNANCE, subject_for
 from deploy.servers import NatsServer
 from services.audit.domain import ChainHead, Message, chain_hash, plan
-from services.audit.messaging import Ingestor, read_batches, rebuild
+from services.audit.messaging import Ingestor, read_batches
+from services.audit.replay import rebuild
 from services.audit.store import AuditStore
 from services.runtime import migrate
 from services.runtime.bus import ensure_streams
@@ -55,9 +56,9 @@ def rate(n: int, seconds: float) -> dict:
     return {"events": n, "seconds": round(seconds, 3), "events_per_second": round(n / seconds, 1)}
 
 
-def fresh_store(url: str, scratch: bool = False) -> AuditStore:
+def fresh_store(url: str) -> AuditStore:
     migrate.upgrade("audit", url)
-    return AuditStore(make_engine(url, scratch=scratch))
+    return AuditStore(make_engine(url))
 
 
 def time_components(items) -> dict:
@@ -130,11 +131,11 @@ async def nats_ingest(url: str, store: AuditStore, n: int) -> dict:
     return result
 
 
-async def replay(url: str, live: AuditStore, fresh: AuditStore) -> dict:
+async def replay(url: str, live: AuditStore, fresh_url: str) -> dict:
     nc = await nats.connect(url)
     js = nc.jetstream()
     t = time.perf_counter()
-    report = await rebuild(js, live, fresh, GOVERNANCE)
+    report = await rebuild(js, live, fresh_url, GOVERNANCE)
     seconds = time.perf_counter() - t
     await nc.close()
     return {**rate(report["rebuilt_count"], seconds), "heads_match": report["match"]}
@@ -185,9 +186,9 @@ async def main(n_ingest: int, n_replay: int) -> dict:
         # the live store holds n_replay events; rebuild them into a fresh SQLite store
         live = fresh_store(f"sqlite:///{work / 'live-replay.db'}")
         await nats_ingest(server.url, live, n_replay)
-        result["replay_sqlite"] = await replay(server.url, live,
-                                               fresh_store(f"sqlite:///{work / 'fresh.db'}",
-                                                           scratch=True))
+        fresh_url = f"sqlite:///{work / 'fresh.db'}"
+        migrate.upgrade("audit", fresh_url)
+        result["replay_sqlite"] = await replay(server.url, live, fresh_url)
     finally:
         server.stop()
         pg.cleanup()

@@ -19,13 +19,12 @@ from contracts.audit.api import (
 )
 from contracts.registry.api import NAME_PATTERN
 from contracts.streams import DECISIONS, GOVERNANCE
-from services.audit import messaging
+from services.audit import replay
 from services.audit.domain import verify
 from services.audit.store import AuditStore, EventFilter
 from services.runtime import migrate
 from services.runtime.auth import Role, principal_of
 from services.runtime.bus import BusUnavailable
-from services.runtime.db import make_engine
 from services.runtime.errors import Problem
 
 router = APIRouter(prefix="/v1/audit", tags=["audit"])
@@ -121,13 +120,8 @@ async def replay_streams(request: Request, _who: Admin) -> ReplayReport:
     target = target_dir / f"audit-replay-{datetime.now(UTC):%Y%m%dT%H%M%S%f}.db"
     url = f"sqlite:///{target.resolve()}"
     await asyncio.to_thread(migrate.upgrade, "audit", url)
-    engine = make_engine(url, scratch=True)
     started = time.perf_counter()
-    try:
-        fresh = AuditStore(engine)
-        results = [await messaging.rebuild(js, _store(request), fresh, s) for s in STREAMS]
-    finally:
-        engine.dispose()
+    results = [await replay.rebuild(js, _store(request), url, s) for s in STREAMS]
     seconds = time.perf_counter() - started
     total = sum(r["rebuilt_count"] for r in results)
     return ReplayReport(

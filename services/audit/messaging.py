@@ -19,7 +19,6 @@ from nats.errors import Error as NatsError
 from nats.js import JetStreamContext, api
 from nats.js.errors import NotFoundError
 from opentelemetry.trace import SpanKind
-from sqlalchemy.exc import IntegrityError
 
 from contracts.streams import deadletter_subject, stream_specs
 from services.audit.domain import Batch, ChainHead, Message, plan
@@ -160,17 +159,10 @@ class Ingestor:
             await task
 
     async def _write(self, messages: list[Message], batch: Batch) -> None:
-        try:
-            with _batch_span(self.stream, batch) as span:
-                span.set_attribute("modelgov.audit.entries", len(batch.entries))
-                await asyncio.to_thread(self.store.append, self.stream, batch)
-        except IntegrityError:
-            # Re-published events are rare, so the unique event id finds them: look those ids up
-            # and chain the batch without them.
-            ids = [e.event_id for e in batch.entries]
-            known = await asyncio.to_thread(self.store.chained_ids, ids)
-            batch = plan(self._committed, messages, known)
-            await asyncio.to_thread(self.store.append, self.stream, batch)
+        with _batch_span(self.stream, batch) as span:
+            span.set_attribute("modelgov.audit.entries", len(batch.entries))
+            batch = await asyncio.to_thread(self.store.append_planned, self.stream,
+                                            self._committed, messages, batch)
         self._committed = batch.head
         self.appended += len(batch.entries)
 
@@ -229,27 +221,3 @@ class LiveConsumer:
             except Exception:  # noqa: BLE001 - e.g. the database is down: retry, never give up
                 log.exception("audit consumer for %s failed; retrying", self.stream)
                 await asyncio.sleep(1)
-
-
-async def rebuild(js: JetStreamContext, live: AuditStore, fresh: AuditStore, stream: str) -> dict:
-    """Replay `stream` from its first message into `fresh`, up to where `live` has read it."""
-    live_seq, live_head = await asyncio.to_thread(live.snapshot, stream)
-    info = await js.stream_info(stream)
-    until = min(live_seq, info.state.last_seq)
-    ingestor = Ingestor(fresh, stream)
-    done = 0
-    while done < until and until >= info.state.first_seq:
-        try:
-            async for messages in read_batches(js, stream, done + 1, until_seq=until):
-                await ingestor.ingest(messages)
-            await ingestor.flush()
-        except Gap as exc:
-            log.info("replay of %s resumes: %s", stream, exc)
-            await ingestor.flush()
-        done = await asyncio.to_thread(fresh.cursor, stream)
-    rebuilt = await asyncio.to_thread(fresh.head, stream)
-    return {
-        "stream": stream, "live_head": live_head.hash, "rebuilt_head": rebuilt.hash,
-        "live_count": live_head.position, "rebuilt_count": rebuilt.position,
-        "read_to_seq": until, "match": live_head == rebuilt,
-    }

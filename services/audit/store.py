@@ -26,8 +26,9 @@ from sqlalchemy import (
     select,
     update,
 )
+from sqlalchemy.exc import IntegrityError
 
-from services.audit.domain import Batch, ChainHead, ChainRow, Entry
+from services.audit.domain import Batch, ChainHead, ChainRow, Entry, Message, plan
 
 metadata = MetaData()
 Id = BigInteger().with_variant(Integer(), "sqlite")
@@ -122,6 +123,21 @@ class AuditStore:
                                  .values(last_seq=batch.last_seq))
             if moved.rowcount == 0:
                 conn.execute(insert(audit_cursor).values(stream=stream, last_seq=batch.last_seq))
+
+    def append_planned(self, stream: str, head: ChainHead, messages: list[Message],
+                       batch: Batch) -> Batch:
+        """Write a batch planned after `head`; returns what was written.
+
+        Re-published events are rare, so the unique event id finds them: on a conflict, look
+        those ids up and chain the batch without them.
+        """
+        try:
+            self.append(stream, batch)
+        except IntegrityError:
+            known = self.chained_ids([e.event_id for e in batch.entries])
+            batch = plan(head, messages, known)
+            self.append(stream, batch)
+        return batch
 
     def chain(self, stream: str) -> Iterator[ChainRow]:
         t = audit_events
