@@ -33,9 +33,8 @@ class ChainHead:
     hash: str = GENESIS
 
 
-@dataclass(frozen=True)
-class Message:
-    """One stream message as the consumer received it."""
+class Message(NamedTuple):
+    """One stream message as the consumer received it (a NamedTuple: cheap to build and pickle)."""
 
     stream: str
     stream_seq: int

@@ -14,7 +14,7 @@ from multiprocessing.connection import Connection
 
 from nats.js import JetStreamContext
 
-from services.audit.domain import ChainHead, Message, plan
+from services.audit.domain import ChainHead, plan
 from services.audit.messaging import Gap, read_batches
 from services.audit.store import AuditStore
 from services.runtime.db import make_engine
@@ -26,8 +26,7 @@ def build_chain(url: str, stream: str, feed: Connection) -> None:
     """The child: chain each batch it is sent into the store at `url`; answer the final head."""
     store = AuditStore(make_engine(url, scratch=True))
     head = store.head(stream)
-    while (rows := feed.recv()) is not None:
-        messages = [Message(stream, seq, subject, payload) for seq, subject, payload in rows]
+    while (messages := feed.recv()) is not None:
         head = store.append_planned(stream, head, messages, plan(head, messages, set())).head
     feed.send((head.position, head.hash))
     store.engine.dispose()
@@ -49,8 +48,7 @@ async def rebuild(js: JetStreamContext, live: AuditStore, fresh_url: str, stream
         while until >= max(info.state.first_seq, 1) and sent < until:
             try:
                 async for messages in read_batches(js, stream, sent + 1, until_seq=until):
-                    rows = [(m.stream_seq, m.subject, m.payload) for m in messages]
-                    await asyncio.to_thread(ours.send, rows)
+                    await asyncio.to_thread(ours.send, messages)
                     sent = messages[-1].stream_seq
                 break
             except Gap as exc:
