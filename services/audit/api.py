@@ -80,9 +80,10 @@ def get_model_history(
     name: Annotated[str, Path(pattern=NAME_PATTERN)],
     _who: Reader,
 ) -> ModelHistory:
-    """Every event about a model, its versions and aliases, in the order they were chained."""
+    """Every event about a model, its versions, aliases and deployments, in chain order."""
     store = _store(request)
-    f = EventFilter(subject_prefix=f"model/{name}")
+    # the model, its versions and aliases, and where scoring deployed it
+    f = EventFilter(subject_prefixes=(f"model/{name}", f"deployment/{name}"))
     after, events = 0, []
     while True:
         items, after = store.events(f, 1000, after)

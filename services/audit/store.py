@@ -69,7 +69,7 @@ audit_cursor = Table(
 @dataclass(frozen=True)
 class EventFilter:
     subject: str | None = None
-    subject_prefix: str | None = None
+    subject_prefixes: tuple[str, ...] = ()  # an aggregate and its children: `p` or `p/...`
     type: str | None = None
     actor: str | None = None
     stream: str | None = None
@@ -161,9 +161,10 @@ class AuditStore:
         query = select(t).where(t.c.id > after_id)
         if f.subject:
             query = query.where(t.c.subject == f.subject)
-        if f.subject_prefix:
-            p = f.subject_prefix
-            query = query.where(or_(t.c.subject == p, t.c.subject.startswith(p + "/", autoescape=True)))
+        if f.subject_prefixes:
+            query = query.where(or_(*(
+                or_(t.c.subject == p, t.c.subject.startswith(p + "/", autoescape=True))
+                for p in f.subject_prefixes)))
         for column, value in ((t.c.type, f.type), (t.c.actor, f.actor), (t.c.stream, f.stream)):
             if value:
                 query = query.where(column == value)

@@ -19,6 +19,7 @@ import httpx
 import pytest
 
 from deploy.servers import NatsServer, free_port, port_open
+from tests.waiting import wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 ROLES = {"data_scientist", "model_risk", "compliance", "operator", "regulator", "scoring_client",
@@ -153,8 +154,13 @@ def test_demo_registers_approves_and_audits(stack):
     # check as a regulator would: the approval is in the model's history and every chain verifies
     audit = f"http://127.0.0.1:{stack.ports['AUDIT']}"
     headers = {"Authorization": f"Bearer {stack.token('regulator')}"}
-    history = httpx.get(f"{audit}/v1/audit/models/credit-default/history", headers=headers).json()
-    types = [e["type"] for e in history["events"]]
+    def history_types():
+        history = httpx.get(f"{audit}/v1/audit/models/credit-default/history", headers=headers)
+        return [e["type"] for e in history.json()["events"]]
+
+    # the model's timeline includes where scoring deployed it
+    types = wait_for(lambda: (t := history_types()) and
+                     "modelgov.scoring.deployment.changed.v1" in t and t)
     assert "modelgov.registry.model_version.approved.v1" in types
     verify = httpx.get(f"{audit}/v1/audit/verify", headers=headers).json()
     assert verify["ok"], verify

@@ -37,7 +37,7 @@ def test_appended_entries_read_back_in_order_with_cursor_and_head(audit_store):
 def test_events_filter_by_subject_prefix_and_page(audit_store):
     append(audit_store, [model_created("credit-default"), model_created("credit-default-2"),
                    model_created("fraud")])
-    items, nxt = audit_store.events(EventFilter(subject_prefix="model/credit-default"), limit=10)
+    items, nxt = audit_store.events(EventFilter(subject_prefixes=("model/credit-default",)), limit=10)
     # check: the prefix matches the model and its children, not a longer name
     assert [i["subject"] for i in items] == ["model/credit-default"]
     page1, cursor = audit_store.events(EventFilter(), limit=2)
