@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-from datetime import UTC, datetime
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query, Request, Response
@@ -26,8 +25,8 @@ from contracts.registry.api import (
 )
 from services.registry import artifacts, card, domain, messaging, store
 from services.registry.domain import Artifact, Step
-from services.registry.messaging import Origin
 from services.runtime.auth import Role, principal_of
+from services.runtime.causes import Cause, cause_of
 from services.runtime.errors import Problem, describe_validation
 
 router = APIRouter(prefix="/v1", tags=["registry"])
@@ -262,11 +261,11 @@ def _engine(request: Request) -> Engine:
     return request.app.state.runtime.engine
 
 
-def _origin(request: Request, who) -> Origin:
-    return messaging.origin(request, who, datetime.now(UTC))
+def _origin(request: Request, who) -> Cause:
+    return cause_of(request, who)
 
 
-def _register(engine: Engine, cause: Origin, name: str, artifact: Artifact, metadata: VersionMetadata) -> int:
+def _register(engine: Engine, cause: Cause, name: str, artifact: Artifact, metadata: VersionMetadata) -> int:
     with engine.begin() as conn:
         lock = _lock(conn, name)
         version = store.insert_version(conn, lock, artifact, metadata, cause.time, cause.actor)

@@ -6,39 +6,14 @@ Subjects name the aggregate: `model/<name>`, `model/<name>/version/<v>`,
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import datetime
-
 from fastapi import Request
 from sqlalchemy import Connection
 
-from contracts.envelope import CloudEvent, EventData, make_event
+from contracts.envelope import CloudEvent, EventData
 from contracts.registry.events import ModelAliasRemoved, ModelAliasSet, ModelCreated
 from services.registry import store
-from services.runtime.auth import Principal
+from services.runtime.causes import Cause
 from services.runtime.outbox import enqueue
-from services.runtime.telemetry import current_traceparent
-
-CORRELATION_HEADER = "x-correlation-id"
-
-
-@dataclass(frozen=True)
-class Origin:
-    """Who and what caused a change: the envelope attributes every event of a request shares."""
-
-    actor: str
-    time: datetime
-    correlationid: str | None = None
-    traceparent: str | None = None
-
-
-def origin(request: Request, who: Principal, now: datetime) -> Origin:
-    return Origin(
-        actor=who.actor,
-        time=now,
-        correlationid=request.headers.get(CORRELATION_HEADER) or None,
-        traceparent=current_traceparent(),
-    )
 
 
 def subject_of(data: EventData) -> str:
@@ -51,16 +26,9 @@ def subject_of(data: EventData) -> str:
     return f"model/{name}/version/{data.version}"  # type: ignore[attr-defined]
 
 
-def record(conn: Connection, cause: Origin, data: EventData) -> CloudEvent:
+def record(conn: Connection, cause: Cause, data: EventData) -> CloudEvent:
     """Wrap `data` in its envelope and add it to the open transaction's outbox."""
-    event = make_event(
-        data,
-        subject=subject_of(data),
-        actor=cause.actor,
-        time=cause.time,
-        correlationid=cause.correlationid,
-        traceparent=cause.traceparent,
-    )
+    event = cause.event(data, subject_of(data))
     enqueue(conn, store.outbox, event)
     return event
 

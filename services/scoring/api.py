@@ -6,7 +6,6 @@ import asyncio
 import logging
 import time
 from dataclasses import replace
-from datetime import UTC, datetime
 
 from fastapi import APIRouter, Request
 from opentelemetry import trace
@@ -25,11 +24,11 @@ from contracts.scoring.api import (
 )
 from contracts.scoring.events import DecisionMade, DeploymentChanged, ShadowPredictionMade
 from services.runtime.auth import Principal, Role, principal_of
+from services.runtime.causes import Cause, cause_of
 from services.runtime.errors import Problem
 from services.runtime.service import Runtime
-from services.runtime.telemetry import current_traceparent
 from services.scoring import domain, messaging, store
-from services.scoring.messaging import Cause, Recorder
+from services.scoring.messaging import Recorder
 from services.scoring.metrics import ScoringMetrics
 from services.scoring.models import (
     ArtifactMismatch,
@@ -49,7 +48,6 @@ Scorer = principal_of(R.scoring_client, R.service, R.operator, R.admin)
 DeploymentReader = principal_of(R.service, R.operator, R.admin, R.regulator, R.model_risk, R.compliance,
                                 R.data_scientist)
 DeploymentKeeper = principal_of(R.service, R.operator)
-CORRELATION_HEADER = "x-correlation-id"
 SERVABLE = (VersionStatus.approved, VersionStatus.deployed)
 MAX_PENDING_SHADOWS = 1000  # beyond this, shadow work is dropped (and counted), never queued up
 # Up to this many rows are scored on the event loop: measured on one-row requests, a hop to a
@@ -119,8 +117,7 @@ async def decide(request: Request, who: Principal, model: str, items: list[Score
         for i, result in zip(rows, results, strict=True):
             decided[i] = result
     latency_ms = round((time.perf_counter() - started) * 1000, 3)
-    cause = Cause(who.actor, datetime.now(UTC), request.headers.get(CORRELATION_HEADER) or None,
-                  current_traceparent())
+    cause = cause_of(request, who)
     trace_id = _trace_id()
     events: list[CloudEvent] = []
     responses = []
@@ -257,8 +254,7 @@ async def put_deployment(model: str, body: DeploymentSpec, request: Request,
         raise Problem(422, "Unprocessable Content", exc.detail) from exc
     except RegistryUnavailable as exc:
         raise Problem(503, "Service Unavailable", exc.detail) from exc
-    cause = Cause(who.actor, datetime.now(UTC), request.headers.get(CORRELATION_HEADER) or None,
-                  current_traceparent())
+    cause = cause_of(request, who)
     changed = await asyncio.to_thread(_store_deployment, rt.engine, model, body, cause)
     if changed:
         _recorder(rt).notify()

@@ -15,12 +15,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from sqlalchemy import Connection
 
-from contracts.envelope import CloudEvent, EventData, make_event
+from contracts.envelope import CloudEvent, EventData
 from contracts.scoring.events import (
     ArtifactRejected,
     DecisionMade,
@@ -28,6 +27,7 @@ from contracts.scoring.events import (
     ShadowPredictionMade,
 )
 from contracts.streams import subject_for
+from services.runtime.causes import Cause
 from services.runtime.outbox import enqueue
 from services.runtime.service import Runtime
 from services.scoring import store
@@ -48,18 +48,8 @@ def subject_of(data: EventData) -> str:
     raise TypeError(f"scoring does not publish {type(data).__name__}")
 
 
-@dataclass(frozen=True)
-class Cause:
-    actor: str
-    time: datetime
-    correlationid: str | None = None
-    traceparent: str | None = None
-
-
 def event(data: EventData, cause: Cause, event_id: str | None = None) -> CloudEvent:
-    return make_event(data, subject=subject_of(data), actor=cause.actor, time=cause.time,
-                      correlationid=cause.correlationid, traceparent=cause.traceparent,
-                      event_id=event_id)
+    return cause.event(data, subject_of(data), event_id)
 
 
 def record(conn: Connection, data: EventData, cause: Cause) -> CloudEvent:
