@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 
 import nats
-from nats.js import api
 
 from contracts.envelope import CloudEvent
 from contracts.streams import subject_for
@@ -55,5 +54,3 @@ def stream_messages(url: str, stream: str = "GOVERNANCE", subject: str | None = 
     """Every message the stream holds (subject, data, headers), in stream order."""
     return asyncio.run(_read(url, stream, subject))
 
-
-__all__ = ["api", "publish_events", "publish_raw", "stream_messages"]

@@ -183,9 +183,8 @@ def _batch_span(stream: str, batch: Batch):
     cost more than chaining it."""
     links = [link for e in batch.entries
              if (link := link_to(e.traceparent, **{"messaging.message.id": e.event_id}))]
-    span = tracer.start_as_current_span(f"audit append {stream}", kind=SpanKind.CONSUMER,
+    return tracer.start_as_current_span(f"audit append {stream}", kind=SpanKind.CONSUMER,
                                         links=links)
-    return span
 
 
 @dataclass

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 
 from sqlalchemy import (
     BigInteger,
@@ -14,7 +14,6 @@ from sqlalchemy import (
     DateTime,
     Engine,
     Index,
-    Integer,
     LargeBinary,
     MetaData,
     String,
@@ -29,15 +28,15 @@ from sqlalchemy import (
 from sqlalchemy.exc import IntegrityError
 
 from services.audit.domain import Batch, ChainHead, ChainRow, Entry, Message, plan
+from services.runtime.db import BigId, utc
 
 metadata = MetaData()
-Id = BigInteger().with_variant(Integer(), "sqlite")
 
 audit_events = Table(
     "audit_events",
     metadata,
     # Ingestion order across both chains: the keyset for paging.
-    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("id", BigId, primary_key=True, autoincrement=True),
     Column("stream", String(32), nullable=False),
     Column("position", BigInteger, nullable=False),
     Column("stream_seq", BigInteger, nullable=False),
@@ -202,11 +201,9 @@ def _insert_entries(conn: Connection, entries: list[Entry]) -> None:
 
 
 def _public(row) -> dict:
-    # SQLite keeps no zone; every time we write is UTC.
-    when = row.time if row.time.tzinfo else row.time.replace(tzinfo=UTC)
     return {
         "stream": row.stream, "position": row.position, "stream_seq": row.stream_seq,
-        "event_id": row.event_id, "type": row.type, "subject": row.subject, "time": when,
+        "event_id": row.event_id, "type": row.type, "subject": row.subject, "time": utc(row.time),
         "actor": row.actor, "prev_hash": row.prev_hash, "hash": row.hash,
         "event": json.loads(row.payload),
     }

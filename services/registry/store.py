@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 
 from sqlalchemy import (
     JSON,
@@ -41,14 +41,15 @@ from contracts.registry.api import (
     VersionStatus,
 )
 from services.registry.domain import Artifact, Step
-from services.runtime.outbox import Id, outbox_table
+from services.runtime.db import BigId, utc
+from services.runtime.outbox import outbox_table
 
 metadata = MetaData()
 
 models = Table(
     "models",
     metadata,
-    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("id", BigId, primary_key=True, autoincrement=True),
     Column("name", String(63), nullable=False),
     Column("description", Text, nullable=False),
     Column("owner", String(200), nullable=False),
@@ -66,8 +67,8 @@ models = Table(
 model_versions = Table(
     "model_versions",
     metadata,
-    Column("id", Id, primary_key=True, autoincrement=True),
-    Column("model_id", Id, ForeignKey("models.id", name="fk_model_versions_model"), nullable=False),
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("model_id", BigId, ForeignKey("models.id", name="fk_model_versions_model"), nullable=False),
     Column("version", Integer, nullable=False),
     Column("status", String(16), nullable=False),
     Column("artifact_sha256", String(64), nullable=False),
@@ -83,7 +84,7 @@ model_versions = Table(
 model_aliases = Table(
     "model_aliases",
     metadata,
-    Column("model_id", Id, primary_key=True),
+    Column("model_id", BigId, primary_key=True),
     Column("alias", String(63), primary_key=True),
     Column("version", Integer, nullable=False),
     Column("set_at", DateTime(timezone=True), nullable=False),
@@ -153,7 +154,7 @@ def _model_public(row, aliases: dict[str, int]) -> ModelPublic:
         use_case=row.use_case,
         risk_tier=row.risk_tier,
         protected_attributes=row.protected_attributes,
-        created_at=_utc(row.created_at),
+        created_at=utc(row.created_at),
         created_by=row.created_by,
         latest_version=row.latest_version,
         aliases=aliases,
@@ -281,7 +282,7 @@ def _version_public(row, aliases: list[str]) -> VersionPublic:
         artifact_size=row.artifact_size,
         artifact_format=row.artifact_format,
         metadata=VersionMetadata.model_validate(row.metadata),
-        registered_at=_utc(row.registered_at),
+        registered_at=utc(row.registered_at),
         registered_by=row.registered_by,
         aliases=aliases,
     )
@@ -330,6 +331,3 @@ def delete_alias(conn: Connection, lock: ModelLock, alias: str) -> None:
     )
 
 
-def _utc(value: datetime) -> datetime:
-    # SQLite hands back naive datetimes; every time we store is UTC.
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)

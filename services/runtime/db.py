@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import BigInteger, Engine, Integer, create_engine, event
 from sqlalchemy.engine import make_url
 
 
@@ -44,5 +45,10 @@ def _scratch_pragmas(dbapi_conn, _record) -> None:
     cur.close()
 
 
-def is_sqlite(engine: Engine) -> bool:
-    return engine.dialect.name == "sqlite"
+# BIGINT on PostgreSQL, INTEGER on SQLite (only a rowid alias autoincrements there).
+BigId = BigInteger().with_variant(Integer(), "sqlite")
+
+
+def utc(value: datetime) -> datetime:
+    """A stored time as aware UTC: SQLite hands datetimes back naive, and all we store is UTC."""
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 from fastapi import APIRouter, Request, Response
@@ -67,7 +68,8 @@ def healthz() -> dict[str, str]:
 async def readyz(request: Request):
     """Ready when the service's database answers and its NATS connection is up."""
     runtime = request.app.state.runtime
-    checks = {"database": _db_ok(runtime.engine), "nats": runtime.bus.connected}
+    checks = {"database": await asyncio.to_thread(_db_ok, runtime.engine),
+              "nats": runtime.bus.connected}
     if all(checks.values()):
         return {"status": "ready", "checks": checks}
     down = ", ".join(k for k, ok in checks.items() if not ok)

@@ -14,13 +14,11 @@ from datetime import UTC, datetime
 
 from opentelemetry.trace import SpanKind
 from sqlalchemy import (
-    BigInteger,
     Column,
     Connection,
     DateTime,
     Engine,
     Index,
-    Integer,
     LargeBinary,
     MetaData,
     String,
@@ -34,19 +32,18 @@ from sqlalchemy import (
 from contracts.envelope import CloudEvent
 from contracts.streams import subject_for
 from services.runtime.bus import Bus, BusUnavailable
+from services.runtime.db import BigId
 from services.runtime.telemetry import context_from, current_traceparent, tracer
 
 log = logging.getLogger(__name__)
 
-# BIGINT on PostgreSQL, INTEGER (rowid alias, so autoincrement works) on SQLite.
-Id = BigInteger().with_variant(Integer(), "sqlite")
 
 
 def outbox_table(metadata: MetaData) -> Table:
     return Table(
         "outbox",
         metadata,
-        Column("id", Id, primary_key=True, autoincrement=True),
+        Column("id", BigId, primary_key=True, autoincrement=True),
         Column("event_id", String(64), nullable=False, unique=True),
         Column("subject", String(255), nullable=False),
         Column("payload", LargeBinary, nullable=False),

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 
 from sqlalchemy import (
     JSON,
@@ -20,6 +20,7 @@ from sqlalchemy import (
 )
 
 from contracts.scoring.api import Canary, DeploymentPublic, DeploymentSpec
+from services.runtime.db import utc
 from services.runtime.outbox import outbox_table
 
 metadata = MetaData()
@@ -68,6 +69,6 @@ def put_deployment(conn: Connection, model: str, spec: DeploymentSpec, at: datet
 def _public(row) -> DeploymentPublic:
     canary = None if row.canary_version is None else Canary(version=row.canary_version,
                                                             percent=row.canary_percent)
-    at = row.updated_at if row.updated_at.tzinfo else row.updated_at.replace(tzinfo=UTC)
     return DeploymentPublic(model=row.model, champion=row.champion, canary=canary,
-                            shadow=list(row.shadow), updated_at=at, updated_by=row.updated_by)
+                            shadow=list(row.shadow), updated_at=utc(row.updated_at),
+                            updated_by=row.updated_by)
