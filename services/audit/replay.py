@@ -10,26 +10,15 @@ from __future__ import annotations
 import asyncio
 import logging
 import multiprocessing
-from multiprocessing.connection import Connection
 
 from nats.js import JetStreamContext
 
-from services.audit.domain import ChainHead, plan
+from services.audit.builder import build_chain
+from services.audit.domain import ChainHead
 from services.audit.messaging import Gap, read_batches
 from services.audit.store import AuditStore
-from services.runtime.db import make_engine
 
 log = logging.getLogger(__name__)
-
-
-def build_chain(url: str, stream: str, feed: Connection) -> None:
-    """The child: chain each batch it is sent into the store at `url`; answer the final head."""
-    store = AuditStore(make_engine(url, scratch=True))
-    head = store.head(stream)
-    while (messages := feed.recv()) is not None:
-        head = store.append_planned(stream, head, messages, plan(head, messages, set())).head
-    feed.send((head.position, head.hash))
-    store.engine.dispose()
 
 
 async def rebuild(js: JetStreamContext, live: AuditStore, fresh_url: str, stream: str) -> dict:
