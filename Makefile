@@ -3,8 +3,12 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
+# Evidently, the drift peer, needs pandas<3: its own venv, rebuilt when its pins (bench/peers.py) change
+PEERS  := var/peers
+PEERS_STAMP := $(PEERS)/.installed-$(shell cksum bench/peers.py | cut -d' ' -f1)
 
-.PHONY: install demo up down status test test-unit test-integration test-e2e bench bench-scoring lint schemas clean
+.PHONY: install peers demo up down status test test-unit test-integration test-e2e bench bench-scoring bench-drift \
+        lint schemas clean
 
 install: $(STAMP)
 
@@ -13,6 +17,12 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[dev]'
 	rm -f $(VENV)/.installed-* && touch $(STAMP)
+
+peers: $(PEERS_STAMP)
+
+$(PEERS_STAMP): bench/peers.py
+	$(PYTHON) -m bench.peers
+	rm -f $(PEERS)/.installed-* && touch $(PEERS_STAMP)
 
 demo: install up
 	$(PY) -m deploy.demo
@@ -26,10 +36,10 @@ down:
 status: install
 	$(PY) -m deploy.stack status
 
-test: install
+test: install peers
 	$(PY) -m pytest -q tests
 
-test-unit: install
+test-unit: install peers
 	$(PY) -m pytest -q tests/unit
 
 test-integration: install
@@ -38,12 +48,18 @@ test-integration: install
 test-e2e: install
 	$(PY) -m pytest -q tests/e2e
 
-bench: install
+bench: install peers
 	$(PY) -m bench.audit_ingest
+	$(PY) -m bench.monitoring_ingest
+	$(PY) -m bench.drift_vs_evidently
 
 # modelgov scoring vs MLServer 1.7 (its own venv under var/bench); ~3 min with the defaults
 bench-scoring: install
 	$(PY) -m bench.scoring_vs_mlserver
+
+# modelgov drift vs Evidently 0.7.23's DataDriftPreset (its own venv, var/peers), 100,000 × 20; ~2 min
+bench-drift: install peers
+	$(PY) -m bench.drift_vs_evidently
 
 lint: install
 	$(VENV)/bin/ruff check .

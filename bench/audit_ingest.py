@@ -10,9 +10,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
-import json
-import os
-import platform
 import tempfile
 import time
 from datetime import UTC, datetime
@@ -20,6 +17,7 @@ from pathlib import Path
 
 import nats
 
+from bench import report
 from contracts.envelope import make_event, parse_event
 from contracts.registry.events import ModelCreated
 from contracts.streams import GOVERNANCE, subject_for
@@ -32,8 +30,6 @@ from services.runtime import migrate
 from services.runtime.bus import ensure_streams
 from services.runtime.db import make_engine
 from services.runtime.settings import Settings
-
-RESULTS = Path(__file__).parent / "results" / "audit_ingest.json"
 
 
 def events(n: int) -> list[tuple[str, bytes, str]]:
@@ -207,15 +203,4 @@ if __name__ == "__main__":
     parser.add_argument("--events", type=int, default=100_000, help="events for ingest runs")
     parser.add_argument("--replay", type=int, default=200_000, help="events for the replay run")
     args = parser.parse_args()
-    measured = asyncio.run(main(args.events, args.replay))
-    doc = {
-        "benchmark": "audit_ingest",
-        "when": datetime.now(UTC).isoformat(timespec="seconds"),
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
-                    "platform": platform.platform()},
-        "command": "make bench",
-        "results": measured,
-    }
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(doc, indent=2) + "\n")
-    print(json.dumps(doc, indent=2))
+    report.write("audit_ingest", asyncio.run(main(args.events, args.replay)))

@@ -8,13 +8,15 @@ from pathlib import Path
 from typing import Any, Literal
 
 from contracts.envelope import CloudEvent, EventData
+from contracts.monitoring import events as monitoring_events
 from contracts.registry import events as registry_events
 from contracts.scoring import events as scoring_events
 
 SCHEMA_DIR = Path(__file__).parent / "schemas"
 
 EVENT_TYPES: dict[str, type[EventData]] = {
-    cls.event_type: cls for cls in [*registry_events.ALL, *scoring_events.ALL]
+    cls.event_type: cls
+    for cls in [*registry_events.ALL, *scoring_events.ALL, *monitoring_events.ALL]
 }
 
 

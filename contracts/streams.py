@@ -26,13 +26,17 @@ def stream_specs(decision_retention_seconds: float = DECISION_RETENTION_SECONDS)
     ]
 
 
+# Events about one decision: they share the decisions' stream and record-keeping period.
+PER_DECISION = {("scoring", "decision"), ("scoring", "shadow_prediction"), ("monitoring", "outcome")}
+
+
 def subject_for(event_type: str, model: str | None = None) -> str:
     """`modelgov.registry.model_version.registered.v1` → `gov.registry.model_version.registered`.
 
     Decisions travel apart, `dec.<model>.<verb>`, so a consumer can take one model's decisions.
     """
     _, service, aggregate, verb, _version = event_type.split(".")
-    if service == "scoring" and aggregate in {"decision", "shadow_prediction"}:
+    if (service, aggregate) in PER_DECISION:
         if not model:
             raise ValueError(f"{event_type} needs the model name for its subject")
         return f"dec.{model}.{aggregate}_{verb}"

@@ -21,6 +21,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 
+from services.monitoring.reference import build_profile
 from services.runtime.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -34,7 +35,6 @@ EXCLUDED = ("personal_status_and_sex",)
 SEED = 42
 HOLDOUT = 0.3
 POLICY = {"review_at": 0.35, "decline_at": 0.6}
-QUANTILES = (0.01, 0.05, 0.1, 0.25, 0.5, 0.75, 0.9, 0.95, 0.99)
 AUDIT_WAIT_SECONDS = 20
 SCORED = {"good": 3, "bad": 2}  # holdout applicants scored: repaid, defaulted
 OIP_DATATYPES = {"int": "INT64", "float": "FP64", "string": "BYTES", "bool": "BOOL"}
@@ -107,16 +107,20 @@ def build_pipeline(data: Dataset):
     return Pipeline([("prep", prep), ("model", LogisticRegression(C=1.0, max_iter=1000))])
 
 
-def fairness(scores: np.ndarray, rows: list[dict[str, str]]) -> dict:
-    """Approval rate per group and disparate impact (lowest rate / highest; < 0.8 fails 4/5ths)."""
-    approved = scores < POLICY["decline_at"]
-    groups = {
+def protected_groups(rows: list[dict[str, str]]) -> dict[str, list[str]]:
+    """Each applicant's group per protected attribute (sex and age group; neither is a feature)."""
+    return {
         "sex": [r["personal_status_and_sex"].split(":")[0].strip() for r in rows],
         "age_group": ["<25" if int(r["age_in_years"]) < 25 else ">=25" for r in rows],
     }
+
+
+def fairness(scores: np.ndarray, rows: list[dict[str, str]]) -> dict:
+    """Approval rate per group and disparate impact (lowest rate / highest; < 0.8 fails 4/5ths)."""
+    approved = scores < POLICY["decline_at"]
     report = {"favorable_outcome": f"score < decline_at ({POLICY['decline_at']})",
               "evaluated_on": "holdout"}
-    for attribute, labels in groups.items():
+    for attribute, labels in protected_groups(rows).items():
         labels = np.array(labels)
         rates = {g: round(float(approved[labels == g].mean()), 4) for g in sorted(set(labels))}
         counts = {g: int((labels == g).sum()) for g in rates}
@@ -131,32 +135,19 @@ def fairness(scores: np.ndarray, rows: list[dict[str, str]]) -> dict:
     return report
 
 
-def profile(data: Dataset, train: np.ndarray, holdout_scores: np.ndarray) -> dict:
-    """What monitoring compares live traffic against: quantiles and category frequencies."""
+def profile(data: Dataset, schema: list[dict], train: np.ndarray, holdout: np.ndarray,
+            holdout_scores: np.ndarray) -> dict:
+    """What monitoring compares live traffic against (contracts.monitoring.profile.ReferenceProfile):
+    the features as the model learned them (training rows), and the scores, decisions, defaults
+    and group rates of the holdout it was evaluated on."""
     X = data.matrix(train)
-    features = {}
-    for j, name in enumerate(data.features):
-        column = X[:, j]
-        if name in data.numeric:
-            values = column.astype(float)
-            features[name] = {
-                "kind": "numeric", "min": float(values.min()), "max": float(values.max()),
-                "mean": round(float(values.mean()), 6), "std": round(float(values.std()), 6),
-                "quantiles": {str(q): float(np.quantile(values, q)) for q in QUANTILES},
-            }
-        else:
-            cats, counts = np.unique(column.astype(str), return_counts=True)
-            features[name] = {
-                "kind": "categorical",
-                "frequencies": {c: round(n / len(column), 6) for c, n in zip(cats, counts, strict=True)},
-            }
-    return {
-        "split": {"seed": SEED, "holdout_fraction": HOLDOUT, "train_rows": int(len(train)),
-                  "holdout_rows": int(len(holdout_scores)), "stratified_on": TARGET},
-        "features": features,
-        "score": {"quantiles": {str(q): round(float(np.quantile(holdout_scores, q)), 6)
-                                for q in QUANTILES}},
-    }
+    columns = {name: X[:, j] for j, name in enumerate(data.features)}
+    reference = build_profile(
+        columns, schema, scores=holdout_scores, labels=data.labels()[holdout],
+        groups=protected_groups([data.rows[i] for i in holdout]),
+        adverse=holdout_scores >= POLICY["decline_at"], decision_threshold=POLICY["decline_at"], seed=SEED,
+    )
+    return reference.model_dump(mode="json")
 
 
 def feature_schema(data: Dataset) -> list[dict]:
@@ -202,10 +193,11 @@ def train(out_dir: Path) -> tuple[Path, dict]:
     out_dir.mkdir(parents=True, exist_ok=True)
     artifact = out_dir / f"{MODEL}.skops"
     skops.io.dump(pipeline, artifact)
+    schema = feature_schema(data)
     metadata = {
-        "feature_schema": feature_schema(data),
+        "feature_schema": schema,
         "training_data": {"fingerprint": data.fingerprint, "rows": len(data.rows),
-                          "profile": profile(data, idx_train, scores)},
+                          "profile": profile(data, schema, idx_train, idx_hold, scores)},
         "params": {
             "estimator": "LogisticRegression", "C": 1.0, "max_iter": 1000,
             "preprocessing": "OneHotEncoder(handle_unknown=ignore) + StandardScaler",
@@ -328,13 +320,36 @@ def infer_v2(scoring: Api, applicants: list[tuple[str, dict, str]], schema: list
     return list(out["decision_id"])
 
 
+def report_outcomes(monitoring: Api, applicants: list[tuple[str, dict, str]], decided: list[str]) -> None:
+    """What actually happened to the scored applicants, as a lender learns it months later."""
+    observed = datetime.now(UTC).isoformat()
+    outcomes = [{"decision_id": d, "label": int(outcome == ADVERSE), "observed_at": observed}
+                for d, (_, _, outcome) in zip(decided, applicants * 2, strict=True)]
+    deadline = time.monotonic() + 20
+    while True:  # decisions reach monitoring through NATS within moments of being made
+        answer = monitoring.call("POST", "/v1/outcomes", "service", ok=(200, 201, 207),
+                                 json={"outcomes": outcomes}).json()
+        if not answer["failed"] or time.monotonic() > deadline:
+            break
+        time.sleep(0.3)
+    print(f"    POST /v1/outcomes: {answer['recorded']} recorded, {answer['duplicates']} repeats, "
+          f"{answer['failed']} failed (each recorded one an outcome.recorded event)")
+    report = monitoring.call("GET", f"/v1/monitoring/{MODEL}/report", "model_risk").json()
+    window = report["policy"]["window_size"]
+    print(f"    monitoring holds {sum(report['open_windows'].values())} decisions in the open window of "
+          f"v{', v'.join(map(str, report['open_windows']))}; a window is judged for drift, quality, "
+          f"performance and fairness once it holds {window} decisions")
+
+
 def run(settings: Settings) -> int:
     started = time.monotonic()
     tokens = json.loads(settings.tokens_path.read_text())
     registry_url = f"http://127.0.0.1:{settings.registry_port}"
     audit_url = f"http://127.0.0.1:{settings.audit_port}"
     scoring_url = f"http://127.0.0.1:{settings.scoring_port}"
+    monitoring_url = f"http://127.0.0.1:{settings.monitoring_port}"
     registry, audit, scoring = Api(registry_url, tokens), Api(audit_url, tokens), Api(scoring_url, tokens)
+    monitoring = Api(monitoring_url, tokens)
 
     step(1, f"Train on {DATA.relative_to(ROOT)} (UCI Statlog German Credit, 1,000 applicants)")
     artifact, metadata = train(settings.var_dir.resolve() / "demo")
@@ -387,13 +402,16 @@ def run(settings: Settings) -> int:
     decided = score_applicants(scoring, applicants)
     decided += infer_v2(scoring, applicants, metadata["feature_schema"])
 
-    step(7, "Audit trail: the model's history, rebuilt by the audit service from the event stream")
+    step(7, "Report the applicants' actual outcomes to monitoring (a service, later in life)")
+    report_outcomes(monitoring, applicants, decided)
+
+    step(8, "Audit trail: the model's history, rebuilt by the audit service from the event stream")
     print_timeline(wait_for_audit(audit, version))
     wait_for_decisions(audit, decided)
     print(f"    and {len(decided)} decisions chained in DECISIONS, e.g. "
           f"GET /v1/audit/events?subject=decision/{decided[0]}")
 
-    step(8, "Verify the hash chains (one per stream)")
+    step(9, "Verify the hash chains (one per stream)")
     verify = audit.call("GET", "/v1/audit/verify", "regulator").json()
     for s in verify["streams"]:
         state = "ok" if s["ok"] else f"BROKEN at {s['first_broken_position']}: {s['reason']}"
@@ -403,6 +421,8 @@ def run(settings: Settings) -> int:
     print(f"\nDone in {time.monotonic() - started:.1f}s. Where to look next:")
     print(f"  registry API      {registry_url}/docs")
     print(f"  scoring API       {scoring_url}/docs   (OIP v2: {scoring_url}/v2/models/{MODEL})")
+    print(f"  monitoring API    {monitoring_url}/docs   "
+          f"(report: {monitoring_url}/v1/monitoring/{MODEL}/report?format=html)")
     print(f"  audit API         {audit_url}/docs")
     print(f"  Temporal UI       http://127.0.0.1:{settings.temporal_ui_port}")
     print(f"  NATS monitoring   http://127.0.0.1:{settings.nats_monitor_port}/jsz?streams=true")

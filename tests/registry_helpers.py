@@ -18,11 +18,29 @@ FEATURES = ["income", "debt_ratio", "age"]
 
 
 @cache
-def fitted_model() -> LogisticRegression:
+def training_set() -> tuple[np.ndarray, np.ndarray]:
     rng = np.random.default_rng(7)
     x = rng.normal(size=(200, len(FEATURES)))
     y = (x[:, 1] - x[:, 0] + rng.normal(scale=0.5, size=200) > 0).astype(int)
-    return LogisticRegression().fit(x, y)
+    return x, y
+
+
+@cache
+def fitted_model() -> LogisticRegression:
+    return LogisticRegression().fit(*training_set())
+
+
+@cache
+def reference_profile() -> dict[str, Any]:
+    """The version's reference profile, as build_profile computes it from the training rows."""
+    from services.monitoring.reference import build_profile
+
+    x, y = training_set()
+    return build_profile({f: x[:, j] for j, f in enumerate(FEATURES)},
+                         [{"name": f, "dtype": "float"} for f in FEATURES],
+                         scores=fitted_model().predict_proba(x)[:, 1], labels=y,
+                         groups={"age_band": np.where(x[:, 2] < 0, "under-40", "40+").tolist()},
+                         decision_threshold=0.7).model_dump(mode="json")
 
 
 @cache
@@ -61,7 +79,7 @@ def metadata(**changes: Any) -> dict[str, Any]:
     doc = {
         "feature_schema": [{"name": f, "dtype": "float"} for f in FEATURES],
         "training_data": {"fingerprint": "sha256:" + "ab" * 32, "rows": 200,
-                          "profile": {"positive_rate": 0.48}},
+                          "profile": reference_profile()},
         "params": {"C": 1.0},
         "metrics": {"auc": 0.91, "brier": 0.12},
         "fairness": {"demographic_parity_difference": {"age_band": 0.03}},

@@ -20,7 +20,7 @@ from services.registry.app import create_app as create_registry
 from services.runtime.settings import Settings
 from services.scoring.app import create_app as create_scoring
 from tests.conftest import bearer
-from tests.registry_helpers import approve, create_model, register
+from tests.registry_helpers import approve, model_body, register
 
 PURPOSES = ["business", "car", "education", "other"]
 SCHEMA = [
@@ -30,6 +30,7 @@ SCHEMA = [
     {"name": "purpose", "dtype": "string", "categories": PURPOSES},
 ]
 POLICY = {"review_at": 0.35, "decline_at": 0.6}
+PROTECTED = ["sex", "age_group"]  # as the German Credit demo declares them; neither is a feature
 
 
 @cache
@@ -79,20 +80,14 @@ def skops_of(kind: str) -> bytes:
 
 
 def profile() -> dict[str, Any]:
-    """The training profile as deploy/demo.py writes it: means, quantiles, category frequencies."""
-    x, _ = training_data()
-    features: dict[str, Any] = {}
-    for j, spec in enumerate(SCHEMA):
-        column = x[:, j]
-        if spec["dtype"] == "string":
-            cats, counts = np.unique(column.astype(str), return_counts=True)
-            features[spec["name"]] = {"kind": "categorical", "frequencies":
-                                      {c: n / len(column) for c, n in zip(cats, counts, strict=True)}}
-        else:
-            values = column.astype(float)
-            features[spec["name"]] = {"kind": "numeric", "mean": float(values.mean()),
-                                      "quantiles": {"0.5": float(np.median(values))}}
-    return {"features": features}
+    """The reference profile as deploy/demo.py writes it: build_profile over the training rows."""
+    from services.monitoring.reference import build_profile
+
+    x, y = training_data()
+    columns = {spec["name"]: x[:, j] for j, spec in enumerate(SCHEMA)}
+    scores = linear_pipeline().predict_proba(x)[:, 1]
+    return build_profile(columns, SCHEMA, scores=scores, labels=y,
+                         decision_threshold=POLICY["decline_at"]).model_dump(mode="json")
 
 
 def version_metadata(kind: str = "linear") -> dict[str, Any]:
@@ -120,8 +115,10 @@ SAFE = {"income": 150_000.0, "debt_ratio": 0.1, "age": 60, "purpose": "car"}
 
 def register_versions(registry, name: str = "credit-default", kinds=("linear", "boosted"),
                       approved: bool = True) -> list[int]:
-    """Create the model (if needed) and register one version per kind; approve them."""
-    create_model(registry, name)
+    """Create the model (if needed; protected attributes PROTECTED) and register one version per
+    kind; approve them."""
+    registry.post("/v1/models", json=model_body(name, protected_attributes=PROTECTED),
+                  headers=bearer("data_scientist"))
     versions = []
     for kind in kinds:
         response = register(registry, name, artifact=skops_of(kind), meta=version_metadata(kind))
@@ -159,6 +156,25 @@ def served(app) -> Iterator[str]:
     finally:
         server.should_exit = True
         thread.join(timeout=15)
+
+
+@contextmanager
+def replica(settings: Settings, registry: httpx.Client) -> Iterator[TestClient]:
+    """One more scoring replica beside scoring_stack's: the same database, NATS and registry."""
+    app = create_scoring(settings.model_copy(update={"registry_url": str(registry.base_url)}))
+    with TestClient(app) as scoring:
+        yield scoring
+
+
+def metric(client, name: str, **labels: str) -> float | None:
+    """A sample's value on the client's /metrics (labels matched exactly), or None when absent."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    for family in text_string_to_metric_families(client.get("/metrics").text):
+        for sample in family.samples:
+            if sample.name == name and sample.labels == labels:
+                return sample.value
+    return None
 
 
 @contextmanager

@@ -9,6 +9,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from contracts.monitoring.profile import ReferenceProfile
+
 NAME_PATTERN = r"^[a-z0-9][a-z0-9-]{1,62}$"
 FEATURE_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]{0,127}$"
 
@@ -70,7 +72,16 @@ class FeatureSpec(Strict):
 class TrainingData(Strict):
     fingerprint: str = Field(pattern=r"^sha256:[0-9a-f]{64}$", description="sha256:<hex> of the data")
     rows: int = Field(gt=0)
-    profile: dict[str, Any] = Field(default_factory=dict)
+    profile: ReferenceProfile | None = Field(
+        None, description="what monitoring compares live traffic against "
+                          "(services.monitoring.reference.build_profile computes it)")
+
+    @field_validator("profile", mode="before")
+    @classmethod
+    def _empty_is_none(cls, value: Any) -> Any:
+        # {} was this field's default before the profile had a schema: versions registered
+        # without a profile since then must still read back
+        return None if value == {} else value
 
 
 class DecisionPolicy(Strict):

@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
-Route = Literal["champion", "canary"]
+# champion / canary: routed by the deployment; direct: the request named its version
+# (`/v2/models/{model}/versions/{version}/infer`), whatever the deployment says.
+Route = Literal["champion", "canary", "direct"]
 # Numbers, strings and booleans travel as JSON; the version's feature_schema judges them, so a
 # mistyped value is reported by feature name (422) rather than by pydantic's generic message.
 FeatureValue = Any
+# Protected-attribute values are group labels ("female", "25-34"), not free text.
+AttributeName = Annotated[str, StringConstraints(min_length=1, max_length=100)]
+AttributeValue = Annotated[str, StringConstraints(min_length=1, max_length=64)]
+MAX_ATTRIBUTES = 50  # as many as a model may declare
 
 
 class Strict(BaseModel):
@@ -22,6 +28,11 @@ class ScoreRequest(Strict):
                            description="the applicant, card or account: the sticky routing key")
     features: dict[str, FeatureValue] = Field(description="feature name → value, as in the "
                                                           "deployed version's feature_schema")
+    attributes: dict[AttributeName, AttributeValue] = Field(
+        default_factory=dict, max_length=MAX_ATTRIBUTES,
+        description="protected attribute → value (e.g. sex, age_group), each among the model's "
+                    "protected_attributes in the registry: recorded on the decision.made event for "
+                    "fairness monitoring, never given to the model")
 
 
 class ReasonCode(Strict):

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
+from pydantic import Field
+
 from contracts.envelope import EventData
 from contracts.scoring.api import Canary, ReasonCode, Route
 
@@ -21,6 +23,9 @@ class DecisionMade(EventData):
     route: Route
     entity_id: str
     inputs: dict[str, Any]
+    # Protected-attribute values sent beside the features (not model inputs), for fairness
+    # monitoring; absent from events recorded before the field existed.
+    attributes: dict[str, str] = Field(default_factory=dict)
     score: float
     decision: str
     reason_codes: list[ReasonCode]

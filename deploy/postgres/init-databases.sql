@@ -9,6 +9,9 @@ CREATE DATABASE registry OWNER registry;
 CREATE ROLE scoring LOGIN PASSWORD 'scoring-local';
 CREATE DATABASE scoring OWNER scoring;
 
+CREATE ROLE monitoring LOGIN PASSWORD 'monitoring-local';
+CREATE DATABASE monitoring OWNER monitoring;
+
 CREATE ROLE audit LOGIN PASSWORD 'audit-local';
 CREATE DATABASE audit OWNER audit;
 
@@ -17,4 +20,4 @@ CREATE ROLE temporal LOGIN PASSWORD 'temporal-local';
 CREATE DATABASE temporal OWNER temporal;
 CREATE DATABASE temporal_visibility OWNER temporal;
 
-REVOKE CONNECT ON DATABASE registry, scoring, audit, temporal, temporal_visibility FROM PUBLIC;
+REVOKE CONNECT ON DATABASE registry, scoring, monitoring, audit, temporal, temporal_visibility FROM PUBLIC;

@@ -12,6 +12,7 @@ from pydantic import ValidationError
 from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 
+from contracts import canonical
 from contracts.registry.api import (
     AliasPublic,
     AliasSet,
@@ -113,7 +114,7 @@ async def register_version(name: str, request: Request, who: Registrar) -> Versi
         spool = upload.artifact
         if spool is None:
             raise _unprocessable("multipart part 'artifact' is missing; send the model file in it")
-        metadata = _parse_metadata(upload.metadata)
+        metadata = _parse_metadata(upload.metadata, settings.max_metadata_bytes)
         if spool.size == 0:
             raise _unprocessable("multipart part 'artifact' is empty")
         artifact_format = await run_in_threadpool(artifacts.scan, spool.path)
@@ -273,17 +274,26 @@ def _register(engine: Engine, cause: Cause, name: str, artifact: Artifact, metad
     return version
 
 
-def _parse_metadata(raw: bytes | None) -> VersionMetadata:
+def _parse_metadata(raw: bytes | None, limit: int) -> VersionMetadata:
     if raw is None:
         raise _unprocessable("multipart part 'metadata' is missing; send the version's metadata as JSON")
     try:
-        return VersionMetadata.model_validate_json(raw)
+        metadata = VersionMetadata.model_validate_json(raw)
     except ValidationError as exc:
         errors = exc.errors(include_url=False, include_input=False, include_context=False)
         if any(e["type"] == "json_invalid" for e in errors):
             raise _unprocessable(f"multipart part 'metadata' is not valid JSON ({errors[0]['msg']})") from exc
         located = [{**e, "loc": ("metadata", *e["loc"])} for e in errors]
         raise _unprocessable(describe_validation(located)) from exc
+    # The registered event carries the metadata, and one NATS message holds 1 MiB by default:
+    # an oversized event would stall the outbox, so it is refused here, where the caller can act.
+    size = len(canonical.dumps(metadata.model_dump(mode="json", exclude_none=True)))
+    if size > limit:
+        raise Problem(413, "Content Too Large",
+                      f"the metadata is {size:,} bytes as canonical JSON; the limit is {limit:,} "
+                      "(MODELGOV_MAX_METADATA_BYTES): shrink training_data.profile, e.g. build it "
+                      "with a smaller sample_size, or fewer fairness / params details")
+    return metadata
 
 
 def _check_model_exists(engine: Engine, name: str) -> None:

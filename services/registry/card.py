@@ -10,6 +10,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from contracts.monitoring.profile import ReferenceProfile
 from contracts.registry.api import ModelPublic, VersionPublic
 from services.registry.domain import Step
 
@@ -45,7 +46,7 @@ def sections(model: ModelPublic, version: VersionPublic, history: list[Step]) ->
         Table("Training data", facts, [
             ("fingerprint", meta.training_data.fingerprint),
             ("rows", str(meta.training_data.rows)),
-            *[(f"profile: {k}", _text(v)) for k, v in sorted(meta.training_data.profile.items())],
+            *_profile(meta.training_data.profile),
         ]),
         Table("Features", ("name", "type", "range or categories"), [
             (f.name, f.dtype, _domain(f.min, f.max, f.categories)) for f in meta.feature_schema
@@ -111,6 +112,25 @@ def _domain(low: float | None, high: float | None, categories: list[str] | None)
     if low is None and high is None:
         return ""
     return f"[{'' if low is None else f'{low:g}'}, {'' if high is None else f'{high:g}'}]"
+
+
+def _profile(profile: ReferenceProfile | None) -> list[tuple[str, str]]:
+    """The reference profile in brief: its bins and samples are for monitoring, not for reading."""
+    if profile is None:
+        return [("reference profile", "not given: monitoring cannot measure drift for this version")]
+    kinds = [f.kind for f in profile.features.values()]
+    rows = [
+        ("reference profile", f"{profile.rows} rows; {kinds.count('numeric')} numeric and "
+                              f"{kinds.count('categorical')} categorical features"),
+        ("reference scores", f"{profile.score.count} rows"
+                             + ("" if profile.score.mean is None else f", mean {profile.score.mean:.4g}")),
+    ]
+    if profile.label_rate is not None:
+        rows.append(("reference label rate", f"{profile.label_rate:.4g}"))
+    rows += [(f"reference {attribute}", ", ".join(f"{g}: {r.count} rows, adverse rate {r.adverse_rate:.3g}"
+                                                 for g, r in groups.items()))
+             for attribute, groups in profile.groups.items()]
+    return rows
 
 
 def _text(value: Any) -> str:

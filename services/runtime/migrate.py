@@ -29,6 +29,6 @@ if __name__ == "__main__":
 
     from services.runtime.settings import get_settings
 
-    for name in sys.argv[1:] or ["registry", "audit"]:
+    for name in sys.argv[1:] or ["registry", "scoring", "monitoring", "audit"]:
         upgrade(name, get_settings().database_url(name))
         print(f"{name}: migrated to head")

@@ -40,6 +40,8 @@ class Settings(BaseSettings):
 
     artifact_dir: Path | None = None
     max_artifact_bytes: int = 200 * 1024 * 1024
+    # A version's metadata travels in its registered event: below NATS's 1 MiB message limit.
+    max_metadata_bytes: int = Field(512 * 1024, gt=0)
 
     # Where scoring fetches versions and artifacts; unset: the local registry on registry_port.
     registry_url: str | None = None
@@ -53,6 +55,13 @@ class Settings(BaseSettings):
     # How stale a replica's cached deployment may be: a PUT on this replica applies at once, one on
     # another replica within this many seconds (each replica re-reads its row after this long).
     scoring_deployment_ttl_seconds: float = 1.0
+
+    monitoring_database_url: str | None = None
+    # How often monitoring closes windows that ran out of time and evaluates closed ones.
+    monitoring_evaluate_interval_seconds: float = Field(1.0, gt=0)
+    # Temporal task queue the governance workflows (RetrainWorkflow, ...) are served on.
+    temporal_task_queue: str = "governance"
+    temporal_namespace: str = "default"
 
     # role → bearer token (local) or [{token, name, roles}] (production); see runtime.auth
     tokens_file: Path | None = None

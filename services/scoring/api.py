@@ -6,6 +6,7 @@ import asyncio
 import logging
 import time
 from dataclasses import replace
+from typing import TYPE_CHECKING
 
 from fastapi import APIRouter, Request
 from opentelemetry import trace
@@ -13,7 +14,7 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import IntegrityError
 
 from contracts.envelope import CloudEvent, new_event_id
-from contracts.registry.api import VersionStatus
+from contracts.registry.api import VersionPublic, VersionStatus
 from contracts.scoring.api import (
     DeploymentPublic,
     DeploymentSpec,
@@ -39,6 +40,9 @@ from services.scoring.models import (
     UnsafeArtifact,
     VersionMissing,
 )
+
+if TYPE_CHECKING:
+    from services.scoring.prewarm import Prewarmer
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/v1", tags=["scoring"])
@@ -79,30 +83,36 @@ async def score_batch(
 
 
 async def decide(request: Request, who: Principal, model: str, items: list[ScoreRequest],
-                 batch: bool) -> list[ScoreResponse]:
-    """The one decision path (v1 and OIP v2): route, check, score, record durably, then answer."""
+                 batch: bool, version: int | None = None) -> list[ScoreResponse]:
+    """The one decision path (v1 and OIP v2): route, check, score, record durably, then answer.
+    `version` pins the deciding version (route "direct") in place of the deployment's routing."""
     started = time.perf_counter()
     rt, metrics = runtime_of(request), metrics_of(request)
-    deployment = await deployments_of(rt).get(model)
-    if deployment is None:
-        metrics.errors.labels(model, "not_deployed").inc()
-        raise await why_not_deployed(loader_of(rt), model)
-    routed = [domain.route(model, item.entity_id, deployment) for item in items]
+    deployment = None
+    if version is None:
+        deployment = await deployments_of(rt).get(model)
+        if deployment is None:
+            metrics.errors.labels(model, "not_deployed").inc()
+            raise await why_not_deployed(loader_of(rt), model)
+        routed = [domain.route(model, item.entity_id, deployment) for item in items]
+    else:
+        await check_pinned(rt, metrics, model, version)
+        routed = [(version, "direct")] * len(items)
     serving: dict[int, LoadedModel] = {}
-    for version in dict.fromkeys(v for v, _ in routed):
-        serving[version] = await loaded_version(rt, metrics, model, version)
-    problems = [replace(p, row=i if batch else None)
-                for i, (item, (version, _)) in enumerate(zip(items, routed, strict=True))
-                for p in domain.check_features(serving[version].schema, item.features)]
+    for v in dict.fromkeys(v for v, _ in routed):
+        serving[v] = await loaded_version(rt, metrics, model, v)
+    protected = next(iter(serving.values())).protected_attributes  # the model's, same for every version
+    problems: list[domain.FeatureProblem] = []
+    for i, (item, (v, _)) in enumerate(zip(items, routed, strict=True)):
+        found = domain.check_features(serving[v].schema, item.features)
+        if item.attributes:
+            found += domain.check_attributes(protected, item.attributes)
+        problems += [replace(p, row=i if batch else None) for p in found]
     if problems:
-        metrics.errors.labels(model, "invalid_features").inc()
-        raise Problem(422, "Unprocessable Content",
-                      "; ".join(map(str, problems)) + "; see GET /v1/deployments/" + model
-                      + " and the version's feature_schema in the registry",
-                      errors=[{"row": p.row, "feature": p.feature, "problem": p.problem} for p in problems])
+        raise _unprocessable(metrics, model, problems)
     decided = [None] * len(items)
-    for version, loaded in serving.items():
-        rows = [i for i, (v, _) in enumerate(routed) if v == version]
+    for v, loaded in serving.items():
+        rows = [i for i, (deciding, _) in enumerate(routed) if deciding == v]
         features = [items[i].features for i in rows]
         try:
             if len(rows) <= INLINE_ROWS:
@@ -110,9 +120,9 @@ async def decide(request: Request, who: Principal, model: str, items: list[Score
             else:
                 results = await asyncio.to_thread(loaded.decide_many, features)
         except Exception as exc:  # noqa: BLE001 - the model failed on checked input: not the caller's fault
-            log.exception("version %s of %s failed to score", version, model)
+            log.exception("version %s of %s failed to score", v, model)
             metrics.errors.labels(model, "model_failed").inc()
-            raise Problem(503, "Service Unavailable", f"version {version} of model '{model}' failed to "
+            raise Problem(503, "Service Unavailable", f"version {v} of model '{model}' failed to "
                           f"score ({type(exc).__name__}); nothing was decided: retry or roll back") from exc
         for i, result in zip(rows, results, strict=True):
             decided[i] = result
@@ -121,24 +131,38 @@ async def decide(request: Request, who: Principal, model: str, items: list[Score
     trace_id = _trace_id()
     events: list[CloudEvent] = []
     responses = []
-    for item, (version, route), result in zip(items, routed, decided, strict=True):
+    for item, (v, route), result in zip(items, routed, decided, strict=True):
         decision_id = new_event_id()
-        data = DecisionMade(decision_id=decision_id, model=model, version=version, route=route,
-                            entity_id=item.entity_id, inputs=item.features, score=result.score,
-                            decision=result.decision, reason_codes=result.reasons, trace_id=trace_id,
-                            latency_ms=latency_ms)
+        data = DecisionMade(decision_id=decision_id, model=model, version=v, route=route,
+                            entity_id=item.entity_id, inputs=item.features, attributes=item.attributes,
+                            score=result.score, decision=result.decision, reason_codes=result.reasons,
+                            trace_id=trace_id, latency_ms=latency_ms)
         events.append(messaging.event(data, cause, event_id=decision_id))
         responses.append(ScoreResponse(decision_id=decision_id, score=result.score, decision=result.decision,
-                                       model_version=version, route=route, reason_codes=result.reasons))
+                                       model_version=v, route=route, reason_codes=result.reasons))
     await _on_record(rt, metrics, model, events)
     elapsed = time.perf_counter() - started
     for response in responses:
         labels = (model, str(response.model_version), response.route)
         metrics.requests.labels(*labels, response.decision).inc()
         metrics.latency.labels(*labels).observe(elapsed)
-    if deployment.shadow:
+    if deployment is not None and deployment.shadow:  # a pinned request is not the deployment's traffic
         _start_shadows(rt, metrics, model, deployment.shadow, items, responses, cause, trace_id)
     return responses
+
+
+def _unprocessable(metrics: ScoringMetrics, model: str, problems: list[domain.FeatureProblem]) -> Problem:
+    """One 422 naming every offending feature and attribute, and where to look them up."""
+    kinds = {p.kind for p in problems}
+    metrics.errors.labels(model, "invalid_features" if "feature" in kinds else "invalid_attributes").inc()
+    hints = []
+    if "feature" in kinds:
+        hints.append(f"see GET /v1/deployments/{model} and the version's feature_schema in the registry")
+    if "attribute" in kinds:
+        hints.append(f"attributes are the model's protected_attributes (GET /v1/models/{model} on the "
+                     f"registry); send the model's features in `features`")
+    return Problem(422, "Unprocessable Content", "; ".join([*map(str, problems), *hints]),
+                   errors=[{"row": p.row, p.kind: p.feature, "problem": p.problem} for p in problems])
 
 
 async def _on_record(rt: Runtime, metrics: ScoringMetrics, model: str, events: list[CloudEvent]) -> None:
@@ -158,6 +182,39 @@ async def loaded_version(rt: Runtime, metrics: ScoringMetrics, model: str, versi
         metrics.errors.labels(model, "version_unavailable").inc()
         raise Problem(503, "Service Unavailable", f"{exc.detail}; nothing was decided",
                       version=version) from exc
+
+
+async def check_pinned(rt: Runtime, metrics: ScoringMetrics, model: str, version: int) -> None:
+    """A version a request names decides only when it exists and domain.why_not_pinned finds
+    nothing against it. Its registry record is at most the deployment TTL old: the same bound as
+    a replica's view of its deployment."""
+    try:
+        info = await pinned_record(rt, model, version)
+    except Problem:
+        metrics.errors.labels(model, "unknown_version").inc()
+        raise
+    refused = domain.why_not_pinned(info)
+    if refused:
+        metrics.errors.labels(model, "version_refused").inc()
+        raise Problem(409, "Conflict", f"version {version} of model '{model}' {refused}; name another "
+                                       f"version, or let the deployment route (/v2/models/{model}/infer)")
+
+
+async def pinned_record(rt: Runtime, model: str, version: int) -> VersionPublic:
+    """The version's registry record (recent, see check_pinned); 404 naming what does not exist,
+    503 when the registry is unreachable and nothing is known of it."""
+    loader = loader_of(rt)
+    try:
+        info = await loader.recent_info(model, version, rt.settings.scoring_deployment_ttl_seconds)
+        if info is None:
+            if await loader.model_info(model) is None:
+                raise Problem(404, "Not Found", f"model '{model}' does not exist; create it in the "
+                                                f"registry (POST /v1/models)")
+            raise Problem(404, "Not Found", f"version {version} of model '{model}' does not exist; list "
+                                            f"them with GET /v1/models/{model}/versions on the registry")
+    except RegistryUnavailable as exc:
+        raise Problem(503, "Service Unavailable", exc.detail) from exc
+    return info
 
 
 async def why_not_deployed(loader: ModelLoader, model: str) -> Problem:
@@ -331,6 +388,11 @@ class DeploymentCache:
     def put(self, model: str, deployment: DeploymentPublic | None) -> None:
         self._rows[model] = (time.monotonic(), deployment)
 
+    async def refresh(self, model: str) -> None:
+        """Re-read the model's row now (another replica announced a change): requests route by it
+        from the next one on, rather than within `ttl`."""
+        await self._read(model)
+
     async def _read(self, model: str) -> DeploymentPublic | None:
         read_at = time.monotonic()  # before the read: a row is never taken for fresher than it is
         row = await asyncio.to_thread(deployment_of, self.engine, model)
@@ -355,6 +417,10 @@ def metrics_of(request: Request) -> ScoringMetrics:
 
 def loader_of(rt: Runtime) -> ModelLoader:
     return rt.extras["loader"]
+
+
+def prewarmer_of(rt: Runtime) -> Prewarmer:
+    return rt.extras["prewarmer"]
 
 
 def _recorder(rt: Runtime) -> Recorder:

@@ -4,20 +4,22 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
+from functools import partial
 
 import httpx
 from fastapi import FastAPI
 
+from contracts.envelope import EventData
+from contracts.registry.events import ModelAliasSet
+from contracts.scoring.events import DeploymentChanged
 from services.runtime.errors import PROBLEM_JSON
 from services.runtime.service import Runtime, build_app
 from services.runtime.settings import Settings, get_settings
 from services.scoring import api, oip, store
-from services.scoring.messaging import Recorder
+from services.scoring.messaging import Recorder, ReplicaFeed
 from services.scoring.metrics import ScoringMetrics
-from services.scoring.models import LoadError, ModelLoader, settle_heap
-
-log = logging.getLogger(__name__)
+from services.scoring.models import ModelLoader
+from services.scoring.prewarm import Prewarmer
 
 DESCRIPTION = """Online decisions for credit and fraud models: champion / canary / shadow routing
 by a sticky hash of the entity id, every decision a `decision.made` event made durable (JetStream
@@ -33,14 +35,26 @@ def create_app(settings: Settings | None = None,
         metrics = app.state.scoring_metrics
         recorder = Recorder(runtime, metrics)
         runtime.extras["recorder"] = recorder
-        runtime.extras["deployments"] = api.DeploymentCache(runtime.engine,
-                                                            settings.scoring_deployment_ttl_seconds)
-        runtime.extras["loader"] = ModelLoader(settings, metrics, recorder.artifact_rejected,
-                                               registry_transport)
-        runtime.extras["prewarm"] = asyncio.create_task(_prewarm(runtime), name="scoring-prewarm")
+        deployments = api.DeploymentCache(runtime.engine, settings.scoring_deployment_ttl_seconds)
+        runtime.extras["deployments"] = deployments
+        loader = ModelLoader(settings, metrics, recorder.artifact_rejected, registry_transport)
+        runtime.extras["loader"] = loader
+        prewarmer = Prewarmer(runtime.engine, loader, deployments)
+        runtime.extras["prewarmer"] = prewarmer
+        prewarmer.everything()  # start-up: whatever the store says serves, NATS or not
+        feed = ReplicaFeed(runtime.bus, on_event=partial(_changed, prewarmer),
+                           on_subscribed=prewarmer.everything)
+        runtime.extras["feed"] = feed
+        runtime.extras["background"] = [
+            asyncio.create_task(prewarmer.run(), name="scoring-prewarm"),
+            asyncio.create_task(feed.run(), name="scoring-feed"),
+        ]
 
     async def stop(runtime: Runtime) -> None:
-        runtime.extras["prewarm"].cancel()
+        background = runtime.extras["background"]
+        for task in background:
+            task.cancel()
+        await asyncio.gather(*background, return_exceptions=True)
         shadows = list(runtime.extras.get("shadow_tasks", ()))
         if shadows:  # let recorded-in-flight shadow predictions finish, briefly
             await asyncio.wait(shadows, timeout=5)
@@ -54,22 +68,12 @@ def create_app(settings: Settings | None = None,
     return app
 
 
-async def _prewarm(runtime: Runtime) -> None:
-    """Load every deployed champion and canary at start, so first requests find them ready."""
-    deployed = await asyncio.to_thread(_deployments, runtime)
-    loader: ModelLoader = runtime.extras["loader"]
-    for d in deployed:
-        for version in [d.champion, *([d.canary.version] if d.canary else [])]:
-            try:
-                await loader.get(d.model, version)
-            except LoadError as exc:
-                log.warning("pre-warm of %s v%s failed: %s", d.model, version, exc.detail)
-    settle_heap(full=True)
-
-
-def _deployments(runtime: Runtime):
-    with runtime.engine.connect() as conn:
-        return store.list_deployments(conn)
+def _changed(prewarmer: Prewarmer, data: EventData) -> None:
+    """What a feed event asks of this replica's cache."""
+    if isinstance(data, DeploymentChanged):
+        prewarmer.deployment(data.model)
+    elif isinstance(data, ModelAliasSet):
+        prewarmer.aliased(data.name, data.version)
 
 
 class BodyLimit:

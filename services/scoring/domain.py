@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import hashlib
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from contracts.registry.api import DecisionPolicy, FeatureSpec
+from contracts.registry.api import DecisionPolicy, FeatureSpec, VersionPublic, VersionStatus
 from contracts.scoring.api import DeploymentSpec, ReasonCode, Route
 
+# A request may name any version to decide but these: model risk refused it, or it left service.
+UNPINNABLE = frozenset({VersionStatus.rejected, VersionStatus.retired})
 BUCKETS = 10_000  # routing resolution: 0.01 % of traffic
 MAX_REASONS = 4  # ECOA / Reg B: up to four principal reasons on an adverse-action notice
 MAX_CATEGORIES_SHOWN = 10
@@ -40,18 +42,28 @@ def route(model: str, entity_id: str, deployment: DeploymentSpec) -> tuple[int, 
     return deployment.champion, "champion"
 
 
+def why_not_pinned(info: VersionPublic) -> str | None:
+    """Why a version a request names (route "direct") may not decide; None when it may."""
+    if info.status in UNPINNABLE:
+        return f"is {info.status}: it decides nothing"
+    if info.metadata.decision_policy is None:
+        return "has no decision_policy, so it cannot decide; register a version with one"
+    return None
+
+
 # -- features ---------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
 class FeatureProblem:
-    feature: str
+    feature: str  # the feature's name, or the attribute's when kind is "attribute"
     problem: str
     row: int | None = None  # the batch row, when there is one
+    kind: str = "feature"
 
     def __str__(self) -> str:
         where = f"items[{self.row}]: " if self.row is not None else ""
-        return f"{where}feature '{self.feature}' {self.problem}"
+        return f"{where}{self.kind} '{self.feature}' {self.problem}"
 
 
 def check_features(schema: Sequence[FeatureSpec], features: Mapping[str, Any]) -> list[FeatureProblem]:
@@ -66,6 +78,14 @@ def check_features(schema: Sequence[FeatureSpec], features: Mapping[str, Any]) -
             if issue:
                 problems.append(FeatureProblem(spec.name, issue))
     return problems
+
+
+def check_attributes(protected: Collection[str], attributes: Mapping[str, str]) -> list[FeatureProblem]:
+    """Each attribute the model does not declare as protected: only those may ride on a decision."""
+    declared = ", ".join(sorted(protected)) or "none"
+    return [FeatureProblem(name, f"is not a protected attribute of the model (it declares: {declared})",
+                           kind="attribute")
+            for name in sorted(set(attributes) - set(protected))]
 
 
 def _value_problem(spec: FeatureSpec, value: Any) -> str | None:

@@ -8,25 +8,44 @@ the server's duplicate window, and by consumers' processed-id check after that. 
 changes and artifact refusals are state changes: they go through the outbox in their transaction.
 
 Subjects: `decision/<decision_id>` (decisions and their shadows), `deployment/<model>`,
-`model/<model>/version/<v>` (artifact refusals). Scoring consumes nothing yet.
+`model/<model>/version/<v>` (artifact refusals).
+
+Scoring consumes what changes the versions it should hold loaded: `deployment.changed` (its own,
+from every replica) and the registry's `model_alias.set`, both on GOVERNANCE. Every replica must
+warm itself, so each reads them through a consumer of its own (`ReplicaFeed`), not a shared
+durable one that would hand each event to a single replica. The feed is an ordered consumer
+(ephemeral, in memory, no acks; the client re-creates it from the next stream sequence when its
+heartbeats stop, e.g. across a NATS restart, and the server deletes it when the replica is gone),
+delivering what is published after it subscribes. What happened before is read from the store:
+each (re)subscription warms every deployment the store holds. The effect of an event is only a
+load into a cache, so a duplicate costs nothing and processed-id bookkeeping would buy nothing;
+an event that cannot be parsed is logged and skipped (the audit consumer's durable copy is the
+one that dead-letters).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from datetime import UTC, datetime
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 
+from nats.errors import Error as NatsError
+from nats.js import api as js_api
+from pydantic import ValidationError
 from sqlalchemy import Connection
 
-from contracts.envelope import CloudEvent, EventData
+from contracts.envelope import CloudEvent, EventData, parse_event
+from contracts.registry.events import ModelAliasSet
 from contracts.scoring.events import (
     ArtifactRejected,
     DecisionMade,
     DeploymentChanged,
     ShadowPredictionMade,
 )
-from contracts.streams import subject_for
+from contracts.streams import GOVERNANCE, subject_for
+from services.runtime.bus import Bus, BusUnavailable
 from services.runtime.causes import Cause
 from services.runtime.outbox import enqueue
 from services.runtime.service import Runtime
@@ -104,3 +123,60 @@ class Recorder:
     def notify(self) -> None:
         if self.runtime.relay is not None:
             self.runtime.relay.notify()
+
+
+# -- what scoring consumes ----------------------------------------------------------------------
+
+FEED_TYPES: dict[str, type[EventData]] = {t.event_type: t for t in (DeploymentChanged, ModelAliasSet)}
+FEED_SUBJECTS = [subject_for(t) for t in FEED_TYPES]
+FEED_HEARTBEAT_SECONDS = 2.0  # the server's idle heartbeat: two missed re-create the consumer
+# An event whose change is older than this before the store was read at subscription is already
+# in what that read warmed (a change commits within seconds of its event's time), and an alias that
+# old is not worth a load: skipped, so a consumer re-created from the stream's start replays nothing.
+SEEN_BY_THE_SCAN = timedelta(seconds=60)
+
+
+class ReplicaFeed:
+    """This replica's own ordered consumer of FEED_SUBJECTS; `on_subscribed` after each
+    (re)subscription, `on_event` for each event that arrives after it."""
+
+    def __init__(self, bus: Bus, on_event: Callable[[EventData], None],
+                 on_subscribed: Callable[[], None]) -> None:
+        self.bus, self.on_event, self.on_subscribed = bus, on_event, on_subscribed
+        self.subscribed_at: datetime | None = None
+
+    async def run(self) -> None:
+        while True:
+            try:
+                await self.bus.wait_ready()
+                sub = await self.bus.jetstream().subscribe(
+                    FEED_SUBJECTS[0], stream=GOVERNANCE, ordered_consumer=True,
+                    idle_heartbeat=FEED_HEARTBEAT_SECONDS, deliver_policy=js_api.DeliverPolicy.NEW,
+                    config=js_api.ConsumerConfig(filter_subjects=list(FEED_SUBJECTS)))
+                try:
+                    self.subscribed_at = datetime.now(UTC)
+                    self.on_subscribed()
+                    async for msg in sub.messages:
+                        self._one(msg.data)
+                finally:
+                    with contextlib.suppress(Exception):  # the connection may be gone already
+                        await sub.unsubscribe()
+            except asyncio.CancelledError:
+                raise
+            except (NatsError, BusUnavailable) as exc:
+                log.info("scoring feed re-subscribes: %s", exc)
+                await asyncio.sleep(0.5)
+            except Exception:  # noqa: BLE001 - keep the feed alive whatever happened
+                log.exception("scoring feed failed; re-subscribing")
+                await asyncio.sleep(1)
+
+    def _one(self, raw: bytes) -> None:
+        try:
+            event = parse_event(raw)
+            data = FEED_TYPES[event.type].model_validate(event.data)
+        except (ValidationError, ValueError, KeyError) as exc:
+            log.warning("scoring feed skipped a message it cannot read: %s", exc)
+            return
+        if self.subscribed_at is not None and event.time < self.subscribed_at - SEEN_BY_THE_SCAN:
+            return
+        self.on_event(data)

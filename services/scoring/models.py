@@ -12,7 +12,6 @@ import asyncio
 import gc
 import hashlib
 import io
-import json
 import logging
 import pickle
 from abc import ABC, abstractmethod
@@ -28,6 +27,7 @@ from contracts.registry.api import DecisionPolicy, FeatureSpec, VersionPublic
 from contracts.scoring.api import ReasonCode
 from contracts.scoring.events import ArtifactRejected
 from services.runtime.allowlist import is_trusted
+from services.runtime.registry_client import registry_http
 from services.runtime.settings import Settings
 from services.scoring import domain
 from services.scoring.metrics import ScoringMetrics
@@ -35,6 +35,7 @@ from services.scoring.metrics import ScoringMetrics
 log = logging.getLogger(__name__)
 
 REJECTION_RETRY_SECONDS = 30.0  # a refused artifact is not re-fetched (nor re-reported) sooner
+MAX_RECORDS = 1000  # registry records of versions kept for version-pinned requests
 
 
 # -- what goes wrong ------------------------------------------------------------------------------
@@ -145,6 +146,9 @@ class LoadedModel:
     parts: Estimator
     explainer: Explainer
     sha256: str
+    # The model's protected_attributes in the registry (fixed when the model is created): the
+    # only names a request's `attributes` may carry.
+    protected_attributes: frozenset[str] = frozenset()
 
     @property
     def schema(self) -> list[FeatureSpec]:
@@ -329,19 +333,6 @@ class _AllowListUnpickler(pickle.Unpickler):
         return super().find_class(module, name)
 
 
-def registry_token(settings: Settings) -> str | None:
-    """`registry_token`, else the tokens file's `service` principal (local stack and tests)."""
-    if settings.registry_token:
-        return settings.registry_token
-    try:
-        doc = json.loads(settings.tokens_path.read_text())
-    except (OSError, ValueError):
-        return None
-    if isinstance(doc, dict):
-        return doc.get("service")
-    return next((e["token"] for e in doc if "service" in e.get("roles", [])), None)
-
-
 Rejected = Callable[[ArtifactRejected], Awaitable[None]]
 
 
@@ -350,23 +341,24 @@ class ModelLoader:
 
     def __init__(self, settings: Settings, metrics: ScoringMetrics, on_rejected: Rejected,
                  transport: httpx.AsyncBaseTransport | None = None) -> None:
-        token = registry_token(settings)
-        self.http = httpx.AsyncClient(
-            base_url=settings.registry_base_url, timeout=30, transport=transport,
-            headers={"Authorization": f"Bearer {token}"} if token else {},
-        )
+        self.http = registry_http(settings, transport)
         self.capacity = max(1, settings.scoring_model_cache)
         self.metrics = metrics
         self.on_rejected = on_rejected
         self._cache: OrderedDict[tuple[str, int], LoadedModel] = OrderedDict()
         self._locks: dict[tuple[str, int], asyncio.Lock] = {}
         self._refused: dict[tuple[str, int], tuple[float, LoadError]] = {}
+        self._records: dict[tuple[str, int], tuple[float, VersionPublic | None]] = {}
 
     async def close(self) -> None:
         await self.http.aclose()
 
     def cached(self, model: str, version: int) -> LoadedModel | None:
         return self._cache.get((model, version))
+
+    def has_room(self) -> bool:
+        """True while a load would evict nothing."""
+        return len(self._cache) < self.capacity
 
     async def get(self, model: str, version: int) -> LoadedModel:
         key = (model, version)
@@ -407,6 +399,28 @@ class ModelLoader:
         response = await self._get(f"/v1/models/{model}/versions/{version}")
         return None if response.status_code == 404 else VersionPublic.model_validate(response.json())
 
+    async def recent_info(self, model: str, version: int, max_age: float) -> VersionPublic | None:
+        """The registry's record of the version (None: no such version), read again once it is
+        `max_age` seconds old. While the registry is unreachable the last record read is used,
+        however old; with none, RegistryUnavailable."""
+        key = (model, version)
+        now = asyncio.get_running_loop().time()
+        known = self._records.get(key)
+        if known is not None and now - known[0] < max_age:
+            return known[1]
+        try:
+            info = await self.version_info(model, version)
+        except RegistryUnavailable:
+            if known is None:
+                raise
+            log.warning("registry unreachable: using its record of version %s of %s read %.0f s ago",
+                        version, model, now - known[0])
+            return known[1]
+        self._records[key] = (now, info)
+        while len(self._records) > MAX_RECORDS:  # pinned requests for many versions: oldest first
+            del self._records[next(iter(self._records))]
+        return info
+
     async def _get(self, path: str) -> httpx.Response:
         try:
             response = await self.http.get(path)
@@ -437,7 +451,8 @@ class ModelLoader:
         if info.metadata.decision_policy is None:
             raise VersionMissing(f"version {version} of model '{model}' has no decision_policy; "
                                  f"register a version with one")
-        return await asyncio.to_thread(_build, model, info, about.get("use_case", "other"), data)
+        return await asyncio.to_thread(_build, model, info, about.get("use_case", "other"),
+                                       frozenset(about.get("protected_attributes") or ()), data)
 
 
 def settle_heap(full: bool = False) -> None:
@@ -449,7 +464,8 @@ def settle_heap(full: bool = False) -> None:
     gc.freeze()
 
 
-def _build(model: str, info: VersionPublic, use_case: str, data: bytes) -> LoadedModel:
+def _build(model: str, info: VersionPublic, use_case: str, protected: frozenset[str],
+           data: bytes) -> LoadedModel:
     try:
         estimator = load_artifact(data, info.artifact_format)
     except UnsafeArtifact:
@@ -460,9 +476,10 @@ def _build(model: str, info: VersionPublic, use_case: str, data: bytes) -> Loade
     schema = list(info.metadata.feature_schema)
     adverse = adverse_index(estimator)
     parts = Estimator(schema, estimator, adverse, ScaledLogistic.of(estimator, schema, adverse))
-    explainer = build_explainer(parts, info.metadata.training_data.profile)
+    profile = info.metadata.training_data.profile
+    explainer = build_explainer(parts, profile.model_dump(mode="json") if profile else {})
     return LoadedModel(model, info.version, use_case, info.metadata.decision_policy, parts, explainer,
-                       info.artifact_sha256)
+                       info.artifact_sha256, protected)
 
 
 def _detail(response: httpx.Response) -> str:

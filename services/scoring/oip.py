@@ -6,6 +6,10 @@ take the same path as `POST /v1/score/{model}/batch` (routing, feature checks, o
 JSON (`data`) or Triton's binary tensor data extension (`binary_data_size`, the JSON header's
 length in `Inference-Header-Content-Length`), which tritonclient uses by default.
 
+A request may name the version (`/v2/models/{model}/versions/{version}/...`, tritonclient's
+`model_version=`): its rows are then decided by exactly that version, route "direct", whatever the
+deployment says (see api.check_pinned for which versions may decide).
+
 Errors are the protocol's `{"error": "..."}` (status 400-599): invalid input is 400 as in KServe
 (422 on /v1), the other statuses are /v1's (401, 403, 404 unknown model, 409 no champion, 413,
 503), and the message names what to fix.
@@ -18,10 +22,11 @@ import math
 import struct
 from collections import defaultdict
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
 from fastapi import APIRouter, Request, Response
+from fastapi import Path as FastApiPath
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
@@ -41,10 +46,10 @@ from contracts.scoring.oip import (
     ServerReady,
     TensorMetadata,
 )
-from services.runtime.auth import Role, principal_of
+from services.runtime.auth import Principal, Role, principal_of
 from services.runtime.errors import Problem, describe_validation
 from services.runtime.health import readyz
-from services.scoring import api
+from services.scoring import api, domain
 
 HEADER_LENGTH = "Inference-Header-Content-Length"
 EXTENSIONS = ["binary_tensor_data"]
@@ -53,6 +58,8 @@ ROWS_SHOWN = 5
 R = Role
 Reader = principal_of(R.scoring_client, R.service, R.operator, R.admin, R.regulator, R.model_risk,
                       R.compliance, R.data_scientist)
+
+VersionNumber = Annotated[int, FastApiPath(ge=1, le=2**31 - 1, description="a registered version")]
 
 DATATYPE_OF = {"float": "FP64", "int": "INT64", "string": "BYTES", "bool": "BOOL"}
 NUMPY_OF = {"BOOL": "?", "UINT8": "<u1", "UINT16": "<u2", "UINT32": "<u4", "UINT64": "<u8", "INT8": "<i1",
@@ -142,6 +149,34 @@ async def get_model_ready(model: str, request: Request, who: Reader) -> ModelRea
     return ModelReady(name=model, ready=True)
 
 
+@router.get("/v2/models/{model}/versions/{version}", response_model=ModelMetadata)
+async def get_version_metadata(model: str, version: VersionNumber, request: Request,
+                               who: Reader) -> ModelMetadata:
+    """That version's inputs (one per feature of its feature_schema) and the decision outputs."""
+    info = await api.pinned_record(api.runtime_of(request), model, version)
+    inputs = [TensorMetadata(name=s.name, datatype=DATATYPE_OF[s.dtype], shape=[-1])
+              for s in info.metadata.feature_schema]
+    return ModelMetadata(name=model, versions=[str(version)], platform=PLATFORM, inputs=inputs,
+                         outputs=OUTPUTS)
+
+
+@router.get("/v2/models/{model}/versions/{version}/ready", response_model=ModelReady,
+            responses={400: {"description": "not ready"}})
+async def get_version_ready(model: str, version: VersionNumber, request: Request,
+                            who: Reader) -> ModelReady:
+    """200 when that version is loaded; 4xx with the reason otherwise (asking starts its load)."""
+    rt = api.runtime_of(request)
+    refused = domain.why_not_pinned(await api.pinned_record(rt, model, version))
+    if refused:
+        raise Problem(400, "Bad Request", f"version {version} of model '{model}' {refused}")
+    if api.loader_of(rt).cached(model, version) is None:
+        # Clients poll readiness before they infer (tritonclient's is_model_ready): load it now.
+        api.prewarmer_of(rt).versions(model, [version])
+        raise Problem(400, "Bad Request", f"version {version} of model '{model}' is loading; retry "
+                                          f"shortly, or see the scoring log if it stays so")
+    return ModelReady(name=model, ready=True)
+
+
 async def _deployment(request: Request, model: str):
     rt = api.runtime_of(request)
     deployment = await api.deployments_of(rt).get(model)
@@ -171,6 +206,17 @@ _REQUEST_BODY = {"requestBody": {"required": True, "content": {"application/json
 @router.post("/v2/models/{model}/infer", response_model=InferenceResponse, openapi_extra=_REQUEST_BODY)
 async def infer(model: str, request: Request, who: api.Scorer) -> Response:
     """Decide for N rows sent as tensors, exactly as /v1/score batch: one decision.made per row."""
+    return await _infer(model, request, who, version=None)
+
+
+@router.post("/v2/models/{model}/versions/{version}/infer", response_model=InferenceResponse,
+             openapi_extra=_REQUEST_BODY)
+async def infer_version(model: str, version: VersionNumber, request: Request, who: api.Scorer) -> Response:
+    """Decide with exactly that version (route "direct"): one decision.made per row, no shadows."""
+    return await _infer(model, request, who, version=version)
+
+
+async def _infer(model: str, request: Request, who: Principal, version: int | None) -> Response:
     try:
         body, blobs = parse_request(await request.body(), request.headers.get(HEADER_LENGTH))
         rows = rows_of(body, blobs)
@@ -188,7 +234,7 @@ async def infer(model: str, request: Request, who: api.Scorer) -> Response:
     except (InvalidInput, ValidationError) as exc:
         raise Problem(400, "Bad Request", f"parameters.entity_ids: {exc}") from exc
     try:
-        decided = await api.decide(request, who, model, items, batch=True)
+        decided = await api.decide(request, who, model, items, batch=True, version=version)
     except Problem as exc:
         if exc.status == 422 and exc.extra.get("errors"):
             raise Problem(400, "Bad Request", describe_rows(exc.extra["errors"], model)) from exc

@@ -12,7 +12,7 @@ from services.runtime import migrate
 from services.runtime.db import make_engine
 
 
-@pytest.mark.parametrize("service", ["registry", "audit", "scoring"])
+@pytest.mark.parametrize("service", ["registry", "audit", "scoring", "monitoring"])
 def test_the_migrated_schema_is_the_tables_the_code_uses(service, db_url):
     migrate.upgrade(service, db_url)
     engine = make_engine(db_url)

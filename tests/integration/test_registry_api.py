@@ -28,6 +28,7 @@ from tests.registry_helpers import (
     metadata,
     move,
     pickle_bytes,
+    reference_profile,
     register,
     skops_bytes,
 )
@@ -139,7 +140,8 @@ def test_the_life_of_a_model_from_creation_to_champion(client, nats_server):
     assert card.headers["content-type"].startswith("text/markdown")
     for fact in ("# Model card: credit-default version 1", "| risk tier | high |", "| rows | 200 |",
                  "| income | float |", "| auc | 0.91 |", "demographic_parity_difference",
-                 "| review from score | 0.4 |", "| approved |", "meets policy", "| aliases | champion |"):
+                 "| review from score | 0.4 |", "| approved |", "meets policy", "| aliases | champion |",
+                 "| reference profile | 200 rows; 3 numeric and 0 categorical features |"):
         assert fact in card.text, fact
     html = client.get("/v1/models/credit-default/versions/1/card?format=html", headers=bearer("regulator"))
     assert html.headers["content-type"].startswith("text/html")
@@ -255,12 +257,27 @@ def test_an_artifact_over_the_size_limit_is_refused(client):
     assert leftover_uploads(client) == []
 
 
+def test_metadata_too_large_for_its_event_is_refused_before_anything_is_kept(client):
+    create_model(client)
+    # act: 600 kB of params, more than one registered event may carry
+    response = register(client, meta=metadata(params={"notes": "x" * 600_000}))
+    # check: a 413 that says what to shrink; no version, no event, no artifact
+    body = assert_problem(response, 413, "bytes as canonical JSON; the limit is 524,288")
+    assert "MODELGOV_MAX_METADATA_BYTES" in body["detail"] and "sample_size" in body["detail"]
+    assert client.get("/v1/models/credit-default/versions", headers=bearer("regulator")).json() == []
+    assert outbox_types(client) == ["model.created.v1"]
+    assert stored_artifacts(client) == []
+
+
 @pytest.mark.parametrize(("meta", "detail"), [
     (metadata(feature_schema=[{"name": "income", "dtype": "decimal"}]),
      "metadata.feature_schema.0.dtype: Input should be 'float', 'int', 'string' or 'bool'"),
     (metadata(training_data={"fingerprint": "md5:abc", "rows": 0}),
      "metadata.training_data.fingerprint: String should match pattern"),
     ({"feature_schema": [{"name": "x", "dtype": "float"}]}, "metadata.training_data: Field required"),
+    (metadata(training_data={"fingerprint": "sha256:" + "ab" * 32, "rows": 200,
+                             "profile": {"positive_rate": 0.48}}),
+     "metadata.training_data.profile.rows: Field required"),
     ('{"feature_schema": [', "multipart part 'metadata' is not valid JSON"),
 ])
 def test_metadata_that_does_not_match_its_schema_is_refused(client, meta, detail):
@@ -268,6 +285,23 @@ def test_metadata_that_does_not_match_its_schema_is_refused(client, meta, detail
     assert_problem(register(client, meta=meta), 422, detail)
     assert stored_artifacts(client) == []
     assert outbox_types(client) == ["model.created.v1"]
+
+
+def test_the_reference_profile_is_validated_at_registration_and_read_back_as_sent(client):
+    create_model(client)
+    profile = reference_profile()
+    broken = {**profile, "features": {**profile["features"], "income": {
+        **profile["features"]["income"], "proportions": profile["features"]["income"]["proportions"][1:]}}}
+    # act
+    refused = register(client, meta=metadata(training_data={"fingerprint": "sha256:" + "ab" * 32, "rows": 200,
+                                                            "profile": broken}))
+    accepted = register(client)
+    # check: the monitoring contract's own message, and the profile comes back unchanged
+    assert_problem(refused, 422, "metadata.training_data.profile.features.income.numeric: Value error, "
+                                 "proportions needs len(edges) + 1 = 10 entries, not 9")
+    assert accepted.status_code == 201
+    version = client.get("/v1/models/credit-default/versions/1", headers=bearer("model_risk")).json()
+    assert version["metadata"]["training_data"]["profile"] == profile
 
 
 def test_a_pickle_that_calls_os_system_is_refused_and_not_kept(client):

@@ -117,6 +117,58 @@ def test_a_batch_is_one_event_per_item(nats_server, deployed):
     assert sorted(e["id"] for e in decisions(nats_server.url)) == sorted(ids)
 
 
+def test_protected_attributes_ride_on_the_decision_event_and_never_reach_the_model(nats_server, deployed):
+    _, scoring, _ = deployed
+    attributes = {"sex": "female", "age_group": "25-34"}
+
+    def post(body: dict, batch: bool = False):
+        return scoring.post(f"/v1/score/{MODEL}" + ("/batch" if batch else ""), json=body,
+                            headers=bearer("scoring_client"))
+
+    def answer(body: dict) -> dict:
+        return {k: v for k, v in body.items() if k != "decision_id"}
+
+    # act: the same applicant with and without attributes; a batch with and without
+    plain = score(scoring, "p-1", RISKY).json()
+    tagged = post({"entity_id": "p-1", "features": RISKY, "attributes": attributes})
+    assert tagged.status_code == 200, tagged.text
+    items = [{"entity_id": "b-1", "features": SAFE, "attributes": {"sex": "male"}},
+             {"entity_id": "b-2", "features": SAFE}]
+    batch = post({"items": items}, batch=True)
+    assert batch.status_code == 200, batch.text
+    # check: the same answer either way (the model never sees them), and none in the response
+    assert answer(tagged.json()) == answer(plain) and "attributes" not in tagged.json()
+    # check: the events hold them apart from the inputs; without any, an empty object
+    events = {e["id"]: e["data"] for e in decisions(nats_server.url)}
+    recorded = events[tagged.json()["decision_id"]]
+    assert recorded["attributes"] == attributes and recorded["inputs"] == RISKY
+    assert events[plain["decision_id"]]["attributes"] == {}
+    assert [events[i["decision_id"]]["attributes"] for i in batch.json()["items"]] == [{"sex": "male"}, {}]
+    # bad: names the model does not declare protected (a feature's name among them): one 422 each
+    bad = post({"entity_id": "x", "features": SAFE, "attributes": {"race": "x", "age": "30", "sex": "f"}})
+    assert bad.status_code == 422, bad.text
+    assert bad.json()["errors"] == [
+        {"row": None, "attribute": name, "problem": "is not a protected attribute of the model (it "
+                                                    "declares: age_group, sex)"} for name in ("age", "race")]
+    assert "attribute 'race' is not a protected attribute" in bad.json()["detail"]
+    assert "protected_attributes (GET /v1/models/credit-default" in bad.json()["detail"]
+    # bad: with a feature problem, in a batch row: both named, by row
+    rows = [items[0], {"entity_id": "y", "features": {**SAFE, "age": 5}, "attributes": {"colour": "red"}}]
+    mixed = post({"items": rows}, batch=True)
+    assert mixed.status_code == 422
+    assert "items[1]: feature 'age'" in mixed.json()["detail"]
+    assert "items[1]: attribute 'colour'" in mixed.json()["detail"]
+    # bad: values are short strings
+    for value, words in ((1, "attributes.sex: Input should be a valid string"),
+                         ("x" * 65, "attributes.sex: String should have at most 64 characters"),
+                         ("", "attributes.sex: String should have at least 1 character")):
+        refused = post({"entity_id": "x", "features": SAFE, "attributes": {"sex": value}})
+        assert refused.status_code == 422 and words in refused.json()["detail"], refused.text
+    # check: none of the refused requests decided anything
+    time.sleep(0.3)
+    assert len(decisions(nats_server.url)) == 4
+
+
 def test_bad_requests_are_refused_by_rule_naming_what_to_fix_and_decide_nothing(nats_server, stack):
     registry, scoring, _ = stack
     # unknown model: 404; a model without a champion: 409 saying how to set one

@@ -5,6 +5,7 @@ decision.made event and the scores equal /v1/score's for the same rows and entit
 from __future__ import annotations
 
 import json
+import time
 
 import httpx
 import numpy as np
@@ -14,24 +15,45 @@ from tritonclient.utils import InferenceServerException
 
 from tests.conftest import bearer
 from tests.integration.test_scoring_api import MODEL, decisions, stack_settings
-from tests.scoring_helpers import RISKY, SAFE, SCHEMA, applicant, deploy, register_versions, scoring_stack
+from tests.registry_helpers import move, register
+from tests.scoring_helpers import (
+    RISKY,
+    SAFE,
+    SCHEMA,
+    applicant,
+    deploy,
+    register_versions,
+    scoring_stack,
+    skops_of,
+    version_metadata,
+)
+from tests.waiting import wait_for
 
 NUMPY = {"float": np.float64, "int": np.int64, "string": np.object_}
 DATATYPES = {"float": "FP64", "int": "INT64", "string": "BYTES"}
 
 
 @pytest.fixture
-def v2(nats_server, settings_factory, make_db_url):
-    """Versions 1 and 2 approved, 1 the champion; scoring on a real port; a tritonclient on it."""
-    settings = stack_settings("sqlite", nats_server, settings_factory, make_db_url)
+def v2_stack(nats_server, settings_factory, make_db_url):
+    """Versions 1 and 2 approved, 1 the champion; scoring on a real port; a tritonclient on it;
+    yields (registry, scoring, client). A replica's view of a version's registry record is at
+    most the deployment TTL old: 0.1 s here."""
+    settings = stack_settings("sqlite", nats_server, settings_factory, make_db_url).model_copy(
+        update={"scoring_deployment_ttl_seconds": 0.1})
     with scoring_stack(settings, live=True) as (registry, scoring):
         assert register_versions(registry) == [1, 2]
         assert deploy(scoring, {"champion": 1}).status_code == 200
         client = triton.InferenceServerClient(str(scoring.base_url).removeprefix("http://").rstrip("/"))
         try:
-            yield scoring, client
+            yield registry, scoring, client
         finally:
             client.close()
+
+
+@pytest.fixture
+def v2(v2_stack):
+    _, scoring, client = v2_stack
+    return scoring, client
 
 
 def tensors(rows: list[dict], binary: bool) -> list[triton.InferInput]:
@@ -139,3 +161,86 @@ def test_v2_readiness_and_metadata_follow_the_deployment(nats_server, v2):
     assert gone.status_code == 404 and "does not exist" in gone.json()["error"]
     assert scoring.get("/v2/health/live").json() == {"live": True}
     assert scoring.get("/v2/health/ready").json() == {"ready": True}
+
+
+def test_a_triton_client_names_the_version_with_model_version_and_it_decides_directly(nats_server, v2):
+    scoring, client = v2
+    auth = bearer("scoring_client")
+    rows = [RISKY, SAFE] + [applicant(i) for i in range(4)]
+    ids = [f"pin-{i}" for i in range(len(rows))]
+    # version 2 shadows the champion: a pinned request is not the deployment's traffic
+    assert deploy(scoring, {"champion": 1, "shadow": [2]}).status_code == 200
+    # check: metadata and readiness of version 2 as the client asks for them
+    meta = client.get_model_metadata(MODEL, model_version="2", headers=dict(auth))
+    assert meta["name"] == MODEL and meta["versions"] == ["2"]
+    assert [i["name"] for i in meta["inputs"]] == [s["name"] for s in SCHEMA]
+    assert wait_for(lambda: client.is_model_ready(MODEL, model_version="2", headers=dict(auth)))
+    # act: the same rows pinned to version 1 and to version 2, and through the deployment
+    outputs = [triton.InferRequestedOutput("score"), triton.InferRequestedOutput("model_version")]
+
+    def infer(version: str):
+        result = client.infer(MODEL, tensors(rows, True), model_version=version, headers=dict(auth),
+                              parameters={"entity_ids": ids}, outputs=outputs)
+        return result.get_response()["model_version"], result.as_numpy("score").tolist()
+
+    routed, pinned_1, pinned_2 = infer(""), infer("1"), infer("2")
+    # check: each answer is from the version named; version 1 pinned answers as the champion does
+    assert routed[0] == pinned_1[0] == "1" and pinned_2[0] == "2"
+    assert pinned_1[1] == routed[1] and pinned_2[1] != routed[1]
+    # check: one decision.made per row, route "direct" and the pinned version for the pinned ones
+    events = wait_for(lambda: (e := decisions(nats_server.url)) and len(e) == 3 * len(rows) and e)
+    by_route = {}
+    for e in events:
+        by_route.setdefault((e["data"]["route"], e["data"]["version"]), []).append(e["data"]["entity_id"])
+    assert {k: sorted(v) for k, v in by_route.items()} == {
+        ("champion", 1): sorted(ids), ("direct", 1): sorted(ids), ("direct", 2): sorted(ids)}
+    # check: shadow predictions only for the routed rows
+    shadows = wait_for(lambda: decisions(nats_server.url, "shadow_prediction_made"))
+    routed_ids = {e["id"] for e in events if e["data"]["route"] == "champion"}
+    assert {s["data"]["decision_id"] for s in shadows} <= routed_ids
+
+
+def test_a_named_version_decides_only_if_it_exists_and_is_neither_rejected_nor_retired(nats_server, v2_stack):
+    registry, scoring, client = v2_stack
+    auth = bearer("scoring_client")
+    rows = [applicant(1)]
+    # a registered, not yet approved version may be named (a candidate under test)
+    candidate = register(registry, MODEL, artifact=skops_of("boosted"), meta=version_metadata("boosted"))
+    assert candidate.status_code == 201 and candidate.json()["version"] == 3
+    # readiness: not loaded yet, and asking loads it
+    assert not client.is_model_ready(MODEL, model_version="3", headers=dict(auth))
+    wait_for(lambda: client.is_model_ready(MODEL, model_version="3", headers=dict(auth)))
+    result = client.infer(MODEL, tensors(rows, False), model_version="3", headers=dict(auth))
+    assert result.get_response()["model_version"] == "3"
+    # a version that does not exist: 404 naming it; nor does the model
+    for model, version, words in ((MODEL, "9", "version 9 of model 'credit-default' does not exist"),
+                                  ("nope", "1", "model 'nope' does not exist")):
+        with pytest.raises(InferenceServerException) as missing:
+            client.infer(model, tensors(rows, False), model_version=version, headers=dict(auth))
+        assert missing.value.status() == "404" and words in missing.value.message()
+    # a rejected version: 409
+    rejected = register(registry, MODEL, artifact=skops_of("linear"), meta=version_metadata("linear"))
+    assert rejected.json()["version"] == 4
+    assert move(registry, 4, "validated", "data_scientist").status_code == 200
+    assert move(registry, 4, "rejected", "model_risk", comment="fails policy").status_code == 200
+    with pytest.raises(InferenceServerException) as refused:
+        client.infer(MODEL, tensors(rows, False), model_version="4", headers=dict(auth))
+    assert refused.value.status() == "409" and "version 4 of model 'credit-default' is rejected" in \
+        refused.value.message()
+    # a retired version: 409, not ready, and its metadata still readable
+    assert move(registry, 2, "retired", "operator").status_code == 200
+    time.sleep(0.2)  # the replica's record of version 2 is at most the deployment TTL (0.1 s) old
+    with pytest.raises(InferenceServerException) as retired:
+        client.infer(MODEL, tensors(rows, False), model_version="2", headers=dict(auth))
+    assert retired.value.status() == "409" and "version 2 of model 'credit-default' is retired" in \
+        retired.value.message()
+    assert not client.is_model_ready(MODEL, model_version="2", headers=dict(auth))
+    ready = scoring.get(f"/v2/models/{MODEL}/versions/2/ready", headers=auth)
+    assert ready.status_code == 400 and "is retired" in ready.json()["error"]
+    assert client.get_model_metadata(MODEL, model_version="2", headers=dict(auth))["versions"] == ["2"]
+    # not a version number: 400 naming the path parameter
+    bad = scoring.get(f"/v2/models/{MODEL}/versions/latest", headers=auth)
+    assert bad.status_code == 400 and "version" in bad.json()["error"]
+    # check: only the candidate's row was decided, directly
+    events = decisions(nats_server.url)
+    assert [(e["data"]["route"], e["data"]["version"]) for e in events] == [("direct", 3)]

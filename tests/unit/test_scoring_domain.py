@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from contracts.registry.api import DecisionPolicy, FeatureSpec
+from contracts.registry.api import DecisionPolicy, FeatureSpec, VersionPublic
 from contracts.scoring.api import DeploymentSpec
 from services.scoring import domain
 from services.scoring.models import Estimator, LinearExplainer, SubstitutionExplainer, build_explainer
@@ -18,6 +18,7 @@ from tests.scoring_helpers import (
     linear_pipeline,
     profile,
     training_data,
+    version_metadata,
 )
 
 SPECS = [FeatureSpec(**s) for s in SCHEMA]
@@ -47,6 +48,33 @@ def test_without_a_canary_the_champion_takes_everything_and_0_and_100_percent_ar
 def test_deployment_versions_must_be_distinct():
     with pytest.raises(ValueError, match="distinct"):
         DeploymentSpec(champion=1, canary={"version": 2, "percent": 5}, shadow=[2])
+
+
+def test_a_named_version_decides_unless_rejected_retired_or_without_a_decision_policy():
+    def version(status: str, **metadata) -> VersionPublic:
+        return VersionPublic(name="m", version=3, status=status, artifact_sha256="ab" * 32, artifact_size=1,
+                             artifact_format="skops", metadata={**version_metadata(), **metadata},
+                             registered_at="2026-01-01T00:00:00Z", registered_by="user:a", aliases=[])
+
+    # check: a candidate still under review may be named; what model risk refused or what left
+    # service may not; nor a version that cannot turn a score into a decision
+    assert [domain.why_not_pinned(version(s)) for s in ("registered", "validated", "approved", "deployed")] \
+        == [None] * 4
+    assert domain.why_not_pinned(version("rejected")) == "is rejected: it decides nothing"
+    assert domain.why_not_pinned(version("retired")) == "is retired: it decides nothing"
+    assert "has no decision_policy" in domain.why_not_pinned(version("approved", decision_policy=None))
+
+
+def test_attributes_must_be_among_the_models_protected_attributes():
+    protected = {"sex", "age_group"}
+    assert domain.check_attributes(protected, {"sex": "female", "age_group": "25-34"}) == []
+    # act: a feature's name and an undeclared attribute beside a declared one
+    problems = domain.check_attributes(protected, {"sex": "female", "race": "x", "age": "30"})
+    # check: each undeclared name once, sorted, saying what the model declares
+    assert [(p.kind, p.feature) for p in problems] == [("attribute", "age"), ("attribute", "race")]
+    assert str(problems[1]) == ("attribute 'race' is not a protected attribute of the model (it declares: "
+                                "age_group, sex)")
+    assert "(it declares: none)" in str(domain.check_attributes(set(), {"sex": "female"})[0])
 
 
 def test_valid_features_have_no_problems():

@@ -1,0 +1,1 @@
+"""Monitoring wire types: reference profiles, policies, figures, API bodies and events."""
