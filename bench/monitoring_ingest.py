@@ -30,6 +30,7 @@ from services.monitoring.messaging import decision_consumer
 from services.runtime import migrate
 from services.runtime.bus import Bus
 from services.runtime.db import make_engine
+from services.runtime.heap import settle_heap
 from services.runtime.settings import Settings
 
 
@@ -56,6 +57,7 @@ async def consume(nats_url: str, db_url: str, n: int) -> dict:
     bus = Bus(Settings(nats_url=nats_url), "bench")
     await bus.start()
     consumer = decision_consumer(bus, engine)
+    settle_heap(full=True)  # as every service does once it has started
     consumer.name = f"bench-{time.monotonic_ns()}"  # a fresh durable per run: from the first message
     started = time.perf_counter()
     task = asyncio.create_task(consumer.run())

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -29,7 +28,7 @@ from sqlalchemy import (
 from sqlalchemy.exc import IntegrityError
 
 from services.audit.domain import Batch, ChainHead, ChainRow, Entry, Message, plan
-from services.runtime.db import BigId, utc
+from services.runtime.db import BigId, insert_rows, sqlite_time, utc
 
 metadata = MetaData()
 
@@ -185,33 +184,12 @@ _COLUMNS = ("stream", "position", "stream_seq", "event_id", "type", "subject", "
 
 
 def _insert_entries(conn: Connection, entries: list[Entry]) -> None:
-    """The ingest hot path: plain DB-API tuples, a third cheaper per row than SQLAlchemy's per-row
-    bind processing. SQLite gets UTC times in the ISO form SQLAlchemy stores, so reads through the
-    Table decode them as usual, and multi-row INSERTs: sqlite3 releases the GIL once per statement
-    step, so one statement per row would hand the GIL back and forth with the event loop's thread
-    a thousand times per batch."""
     sqlite = conn.dialect.name == "sqlite"
-    rows = [
+    insert_rows(conn, "audit_events", _COLUMNS, [
         (e.stream, e.position, e.stream_seq, e.event_id, e.type, e.subject,
-         e.time.replace(tzinfo=None).isoformat(" ", "microseconds") if sqlite else e.time,
-         e.actor, e.payload, e.prev_hash, e.hash)
+         sqlite_time(e.time) if sqlite else e.time, e.actor, e.payload, e.prev_hash, e.hash)
         for e in entries
-    ]
-    if not sqlite:
-        conn.exec_driver_sql(_insert_sql("%s", 1), rows)  # psycopg pipelines executemany
-        return
-    for start in range(0, len(rows), _SQLITE_ROWS_PER_INSERT):
-        chunk = rows[start:start + _SQLITE_ROWS_PER_INSERT]
-        conn.exec_driver_sql(_insert_sql("?", len(chunk)), tuple(v for row in chunk for v in row))
-
-
-_SQLITE_ROWS_PER_INSERT = 250
-
-
-@functools.cache
-def _insert_sql(mark: str, rows: int) -> str:
-    values = "(" + ", ".join([mark] * len(_COLUMNS)) + ")"
-    return f"INSERT INTO audit_events ({', '.join(_COLUMNS)}) VALUES " + ", ".join([values] * rows)
+    ])
 
 
 def _public(row) -> dict:

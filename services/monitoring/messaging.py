@@ -107,8 +107,10 @@ def take_decisions(conn: Connection, events: list[CloudEvent]) -> None:
 
 
 def decision_consumer(bus: Bus, engine: Engine) -> DurableConsumer:
+    """A decision's id is its event's id, so the decisions table's key is the processed-ids check."""
     return DurableConsumer(bus, engine, store.processed, name=CONSUMER, stream=DECISIONS,
-                           subjects=["dec.*.decision_made"], handle_batch=take_decisions, batch=500)
+                           subjects=["dec.*.decision_made"], handle_batch=take_decisions, batch=1000,
+                           known=store.known_decisions)
 
 
 # --- outcomes in --------------------------------------------------------------------------------

@@ -3,9 +3,8 @@ policies, retrain triggers, label counters, the outbox and the consumer's proces
 
 from __future__ import annotations
 
-import functools
 import json
-from datetime import UTC, datetime
+from datetime import datetime
 
 from sqlalchemy import (
     JSON,
@@ -26,7 +25,7 @@ from sqlalchemy import (
 )
 
 from services.runtime.consumer import processed_table
-from services.runtime.db import utc
+from services.runtime.db import insert_rows, sqlite_time, utc
 from services.runtime.outbox import outbox_table
 
 metadata = MetaData()
@@ -126,29 +125,22 @@ processed = processed_table(metadata)
 
 _DECISION_COLUMNS = ("decision_id", "model", "version", "window_index", "route", "made_at", "score",
                      "decision", "latency_ms", "inputs", "attributes")
-_SQLITE_ROWS_PER_INSERT = 500
 
 
 def insert_decisions(conn: Connection, rows: list[dict]) -> None:
-    """The consumer's hot path. SQLite gets plain multi-row INSERTs with the JSON already encoded
-    and times in the ISO form SQLAlchemy stores (reads through the Table decode them as usual):
-    SQLAlchemy's per-row bind processing cost more than the rest of a decision's handling."""
+    """The consumer's hot path: plain rows with the JSON already encoded (SQLAlchemy's per-row
+    bind processing cost more than the rest of a decision's handling)."""
     if conn.dialect.name != "sqlite":
-        conn.execute(insert(decisions), rows)
+        conn.execute(insert(decisions), rows)  # psycopg adapts the JSON columns itself
         return
-    values = [(r["decision_id"], r["model"], r["version"], r["window_index"], r["route"],
-               r["made_at"].astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds"),
-               r["score"], r["decision"], r["latency_ms"], json.dumps(r["inputs"]),
-               json.dumps(r["attributes"])) for r in rows]
-    for start in range(0, len(values), _SQLITE_ROWS_PER_INSERT):
-        chunk = values[start:start + _SQLITE_ROWS_PER_INSERT]
-        conn.exec_driver_sql(_insert_sql(len(chunk)), tuple(v for row in chunk for v in row))
+    insert_rows(conn, "decisions", _DECISION_COLUMNS, [
+        (r["decision_id"], r["model"], r["version"], r["window_index"], r["route"],
+         sqlite_time(r["made_at"]), r["score"], r["decision"], r["latency_ms"],
+         json.dumps(r["inputs"]), json.dumps(r["attributes"])) for r in rows])
 
 
-@functools.cache
-def _insert_sql(rows: int) -> str:
-    one = "(" + ", ".join("?" * len(_DECISION_COLUMNS)) + ")"
-    return f"INSERT INTO decisions ({', '.join(_DECISION_COLUMNS)}) VALUES " + ", ".join([one] * rows)
+def known_decisions(conn: Connection, ids: set[str]) -> set[str]:
+    return set(conn.scalars(select(decisions.c.decision_id).where(decisions.c.decision_id.in_(ids))))
 
 
 def open_windows(conn: Connection, pairs: set[tuple[str, int]]) -> dict[tuple[str, int], dict]:

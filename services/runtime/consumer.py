@@ -20,17 +20,19 @@ from nats.errors import TimeoutError as NatsTimeout
 from nats.js import api
 from opentelemetry.trace import SpanKind
 from pydantic import ValidationError
-from sqlalchemy import Column, Connection, DateTime, Engine, MetaData, String, Table, insert, select
+from sqlalchemy import Column, Connection, DateTime, Engine, MetaData, String, Table, select
 
 from contracts.envelope import CloudEvent, parse_event
 from contracts.streams import deadletter_subject
 from services.runtime.bus import Bus, BusUnavailable
+from services.runtime.db import insert_rows, sqlite_time
 from services.runtime.telemetry import link_to, tracer
 
 log = logging.getLogger(__name__)
 
 Handler = Callable[[Connection, CloudEvent], None]
 BatchHandler = Callable[[Connection, list[CloudEvent]], None]
+Known = Callable[[Connection, set[str]], set[str]]  # which of these event ids took effect already
 
 
 class Reject(Exception):
@@ -52,12 +54,15 @@ class DurableConsumer:
         self, bus: Bus, engine: Engine, processed: Table, *, name: str, stream: str,
         subjects: Sequence[str], handle: Handler | None = None,
         handle_batch: BatchHandler | None = None, batch: int = 100, ack_wait: float = 30,
+        known: Known | None = None,
     ) -> None:
         if (handle is None) == (handle_batch is None):
             raise ValueError("give a consumer either `handle` (per event) or `handle_batch`")
         self.bus, self.engine, self.processed = bus, engine, processed
         self.name, self.stream, self.subjects = name, stream, list(subjects)
         self.handle, self.handle_batch = handle, handle_batch
+        # The handler's own unique key, when it has one, makes processed-id rows redundant.
+        self.known = known
         self.batch, self.ack_wait = batch, ack_wait
         self.handled = 0
         self.deadlettered = 0
@@ -141,8 +146,9 @@ class DurableConsumer:
         """The handler's effects and the processed-id rows commit together, or not at all."""
         t = self.processed
         with self.engine.begin() as conn:
-            seen = set(conn.scalars(select(t.c.event_id).where(
-                t.c.consumer == self.name, t.c.event_id.in_({e.id for e in events}))))
+            ids = {e.id for e in events}
+            seen = self.known(conn, ids) if self.known else set(conn.scalars(select(t.c.event_id).where(
+                t.c.consumer == self.name, t.c.event_id.in_(ids))))
             fresh = []
             for event in events:
                 if event.id not in seen:
@@ -155,9 +161,11 @@ class DurableConsumer:
             else:
                 for event in fresh:
                     self.handle(conn, event)
-            now = datetime.now(UTC)
-            conn.execute(insert(t), [{"consumer": self.name, "event_id": e.id, "processed_at": now}
-                                     for e in fresh])
+            if self.known is None:
+                now = datetime.now(UTC)
+                stamp = sqlite_time(now) if conn.dialect.name == "sqlite" else now
+                insert_rows(conn, t.name, ("consumer", "event_id", "processed_at"),
+                            [(self.name, e.id, stamp) for e in fresh])
         self.handled += len(fresh)
 
     async def _deadletter(self, msg, reason: str) -> None:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
-from sqlalchemy import BigInteger, Engine, Integer, create_engine, event
+from sqlalchemy import BigInteger, Connection, Engine, Integer, create_engine, event
 from sqlalchemy.engine import make_url
 
 
@@ -52,3 +54,34 @@ BigId = BigInteger().with_variant(Integer(), "sqlite")
 def utc(value: datetime) -> datetime:
     """A stored time as aware UTC: SQLite hands datetimes back naive, and all we store is UTC."""
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def sqlite_time(value: datetime) -> str:
+    """A time as SQLAlchemy stores it in SQLite (naive UTC ISO), for raw inserts read back through
+    a Table."""
+    return value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
+
+
+SQLITE_ROWS_PER_INSERT = 250
+
+
+def insert_rows(conn: Connection, table: str, columns: Sequence[str], rows: list[tuple]) -> None:
+    """The hot-path insert of many rows as plain DB-API tuples: a third cheaper per row than
+    SQLAlchemy's per-row bind processing. On SQLite, multi-row INSERTs: sqlite3 releases the GIL
+    once per statement step, so a statement per row would hand the GIL back and forth with the
+    event loop's thread hundreds of times per batch. psycopg pipelines a plain executemany."""
+    if not rows:
+        return
+    if conn.dialect.name != "sqlite":
+        conn.exec_driver_sql(_insert_sql(table, tuple(columns), "%s", 1), rows)
+        return
+    for start in range(0, len(rows), SQLITE_ROWS_PER_INSERT):
+        chunk = rows[start:start + SQLITE_ROWS_PER_INSERT]
+        conn.exec_driver_sql(_insert_sql(table, tuple(columns), "?", len(chunk)),
+                             tuple(v for row in chunk for v in row))
+
+
+@functools.cache
+def _insert_sql(table: str, columns: tuple[str, ...], mark: str, rows: int) -> str:
+    values = "(" + ", ".join([mark] * len(columns)) + ")"
+    return f"INSERT INTO {table} ({', '.join(columns)}) VALUES " + ", ".join([values] * rows)

@@ -17,6 +17,7 @@ from services.runtime.db import make_engine
 from services.runtime.errors import install_error_handlers
 from services.runtime.health import HttpMetrics, MetricsMiddleware
 from services.runtime.health import router as health_router
+from services.runtime.heap import settle_heap
 from services.runtime.outbox import Relay
 from services.runtime.settings import Settings
 from services.runtime.telemetry import setup_tracing
@@ -64,6 +65,7 @@ def build_app(
             await runtime.relay.start()
         for hook in on_start:
             await hook(runtime)
+        settle_heap(full=True)
         try:
             yield
         finally:

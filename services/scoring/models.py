@@ -9,7 +9,6 @@ cache; a request keeps the object it resolved, so eviction or a swap never fails
 from __future__ import annotations
 
 import asyncio
-import gc
 import hashlib
 import io
 import logging
@@ -27,6 +26,7 @@ from contracts.registry.api import DecisionPolicy, FeatureSpec, VersionPublic
 from contracts.scoring.api import ReasonCode
 from contracts.scoring.events import ArtifactRejected
 from services.runtime.allowlist import is_trusted
+from services.runtime.heap import settle_heap
 from services.runtime.registry_client import registry_http
 from services.runtime.settings import Settings
 from services.scoring import domain
@@ -453,15 +453,6 @@ class ModelLoader:
                                  f"register a version with one")
         return await asyncio.to_thread(_build, model, info, about.get("use_case", "other"),
                                        frozenset(about.get("protected_attributes") or ()), data)
-
-
-def settle_heap(full: bool = False) -> None:
-    """Take what is here now (modules, loaded models: ~200,000 objects after start-up) out of the
-    cyclic collector's sight. Full collections over them took 40-100 ms each, every few seconds
-    under load, and set the scoring p99. A load collects the young generations first (`full` at
-    start-up: all of them), so little garbage is frozen with them."""
-    gc.collect(2 if full else 1)
-    gc.freeze()
 
 
 def _build(model: str, info: VersionPublic, use_case: str, protected: frozenset[str],

@@ -26,9 +26,10 @@ from collections.abc import Iterable
 from sqlalchemy import Engine
 
 from contracts.scoring.api import DeploymentPublic
+from services.runtime.heap import settle_heap
 from services.scoring import store
 from services.scoring.api import DeploymentCache
-from services.scoring.models import LoadError, ModelLoader, settle_heap
+from services.scoring.models import LoadError, ModelLoader
 
 log = logging.getLogger(__name__)
 
