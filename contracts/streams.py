@@ -27,7 +27,8 @@ def stream_specs(decision_retention_seconds: float = DECISION_RETENTION_SECONDS)
 
 
 # Events about one decision: they share the decisions' stream and record-keeping period.
-PER_DECISION = {("scoring", "decision"), ("scoring", "shadow_prediction"), ("monitoring", "outcome")}
+PER_DECISION = {("scoring", "decision"), ("scoring", "shadow_prediction"), ("scoring", "requests"),
+                ("monitoring", "outcome")}
 
 
 def subject_for(event_type: str, model: str | None = None) -> str:

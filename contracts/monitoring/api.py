@@ -109,6 +109,8 @@ class WindowReport(Strict):
     latency: Latency
     decision_rates: dict[str, float] = Field(description="share of each decision in the window")
     score_mean: float | None = None
+    refused: int = Field(0, description="the model's score requests refused during the window")
+    error_rate: float | None = Field(None, description="refused / (decisions + refused)")
     histograms: dict[str, Histogram] = Field(
         default_factory=dict, description="drifted features (and the score): reference vs current")
     alerts: list[str] = Field(description="event types raised for this window")
@@ -141,6 +143,8 @@ class VersionFigures(Strict):
     performance: PerformanceFigures | None
     fairness: list[AttributeFairness]
     latency: Latency
+    refused: int = Field(0, description="the model's score requests refused in the period")
+    error_rate: float | None = Field(None, description="refused / (decisions + refused)")
 
 
 class Comparison(Strict):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any, ClassVar
 
 from pydantic import Field
@@ -58,6 +59,19 @@ class DeploymentChanged(EventData):
     previous_champion: int | None
 
 
+class RequestsRefused(EventData):
+    """How many score requests for a model were refused in a period, by reason: the operations
+    error rate monitoring reports (refused requests make no decision event). Subject
+    `refusals/<model>`; stream DECISIONS, `dec.<model>.requests_refused`. Published per replica."""
+
+    event_type: ClassVar[str] = "modelgov.scoring.requests.refused.v1"
+    model: str
+    since: datetime
+    until: datetime
+    counts: dict[str, int]
+    total: int
+
+
 class ArtifactRejected(EventData):
     """A version's artifact was refused at load: its bytes are not the ones the registry recorded."""
 
@@ -69,4 +83,5 @@ class ArtifactRejected(EventData):
     reason: str
 
 
-ALL: list[type[EventData]] = [DecisionMade, ShadowPredictionMade, DeploymentChanged, ArtifactRejected]
+ALL: list[type[EventData]] = [DecisionMade, ShadowPredictionMade, DeploymentChanged, ArtifactRejected,
+                              RequestsRefused]

@@ -151,12 +151,13 @@ def _compare(engine: Engine, model: str, baseline: int, candidate: int, since, u
             raise Problem(422, "Unprocessable Content", "since must be before until")
         policy = messaging.policy_of(conn, model)
         figures = {}
+        refused = store.refused_between(conn, model, since, until)
         for version in (baseline, candidate):
             ref_row = store.reference(conn, model, version)
             rows = store.period_decisions(conn, model, version, since, until)
             ref = (domain.Reference.from_metadata(ref_row.metadata, ref_row.protected_attributes)
                    if ref_row else domain.Reference([], None, None, [], None))
-            figures[version] = domain.figures(ref, rows, policy)
+            figures[version] = domain.figures(ref, rows, policy, refused)
     reasons, auc_diff, ratio = domain.gate(figures[baseline], figures[candidate], policy)
     return Comparison(model=model, since=since, until=until,
                       baseline=domain.version_figures(baseline, figures[baseline]),

@@ -86,6 +86,8 @@ class Figures:
     decision_rates: dict[str, float]
     score_mean: float | None = None
     histograms: dict[str, Histogram] = field(default_factory=dict)
+    refused: int = 0
+    error_rate: float | None = None
 
 
 def time_is_up(start: datetime, now: datetime, policy: MonitoringPolicy) -> bool:
@@ -106,8 +108,9 @@ def positive_label_milestones(before: int, after: int, every: int) -> list[int]:
     return list(range((before // every + 1) * every, after + 1, every))
 
 
-def figures(ref: Reference, rows: Sequence[Row], policy: MonitoringPolicy) -> Figures:
-    """Drift, quality, performance, fairness and operations figures over some decisions."""
+def figures(ref: Reference, rows: Sequence[Row], policy: MonitoringPolicy, refused: int = 0) -> Figures:
+    """Drift, quality, performance, fairness and operations figures over some decisions;
+    `refused`: the model's score requests refused over the same period (for the error rate)."""
     n = len(rows)
     scores = np.fromiter((r.score for r in rows), float, n)
     labelled = [r for r in rows if r.label is not None]
@@ -142,6 +145,7 @@ def figures(ref: Reference, rows: Sequence[Row], policy: MonitoringPolicy) -> Fi
         latency=latency([r.latency_ms for r in rows]),
         decision_rates={k: round(v / n, 6) for k, v in sorted(counts.items())},
         score_mean=float(scores.mean()) if n else None, histograms=hist,
+        refused=refused, error_rate=round(refused / (n + refused), 6) if n + refused else None,
     )
 
 
@@ -230,14 +234,15 @@ def window_report(version: int, window: Window, fig: Figures, alert_types: list[
                         labelled=fig.labelled, drift=fig.drift, quality=fig.quality,
                         performance=fig.performance, fairness=fig.fairness, latency=fig.latency,
                         decision_rates=fig.decision_rates, score_mean=fig.score_mean,
-                        histograms=fig.histograms, alerts=alert_types)
+                        histograms=fig.histograms, refused=fig.refused, error_rate=fig.error_rate,
+                        alerts=alert_types)
 
 
 def version_figures(version: int, fig: Figures) -> VersionFigures:
     return VersionFigures(version=version, decisions=fig.decisions, labelled=fig.labelled,
                           score_mean=fig.score_mean, decision_rates=fig.decision_rates,
                           drift=fig.drift, performance=fig.performance, fairness=fig.fairness,
-                          latency=fig.latency)
+                          latency=fig.latency, refused=fig.refused, error_rate=fig.error_rate)
 
 
 def gate(baseline: Figures, candidate: Figures, policy: MonitoringPolicy) -> tuple[list[str], float | None,

@@ -25,7 +25,7 @@ from contracts.monitoring.events import (
     RetrainTriggered,
     Window,
 )
-from contracts.scoring.events import DecisionMade
+from contracts.scoring.events import DecisionMade, RequestsRefused
 from contracts.streams import DECISIONS
 from services.monitoring import domain, store
 from services.monitoring.retrain import RetrainStarter
@@ -69,8 +69,14 @@ def policy_of(conn: Connection, model: str) -> MonitoringPolicy:
 
 # --- decisions in -------------------------------------------------------------------------------
 
-def take_decisions(conn: Connection, events: list[CloudEvent]) -> None:
-    """Store a batch of decisions and count them into each version's open window."""
+def take_traffic(conn: Connection, events: list[CloudEvent]) -> None:
+    """Store a batch of decisions (counted into each version's open window) and refusal tallies."""
+    for e in events:
+        if e.type == RequestsRefused.event_type:
+            tally = RequestsRefused.model_validate(e.data)
+            conn.execute(insert(store.refusals).values(
+                event_id=e.id, model=tally.model, since=tally.since, until=tally.until,
+                total=tally.total, counts=tally.counts))
     made = [(DecisionMade.model_validate(e.data), e.time) for e in events
             if e.type == DecisionMade.event_type]
     if not made:
@@ -107,10 +113,11 @@ def take_decisions(conn: Connection, events: list[CloudEvent]) -> None:
 
 
 def decision_consumer(bus: Bus, engine: Engine) -> DurableConsumer:
-    """A decision's id is its event's id, so the decisions table's key is the processed-ids check."""
+    """Stored events are keyed by their event id (a decision's id is its event's id), so the
+    decisions and refusals tables are the processed-ids check."""
     return DurableConsumer(bus, engine, store.processed, name=CONSUMER, stream=DECISIONS,
-                           subjects=["dec.*.decision_made"], handle_batch=take_decisions, batch=1000,
-                           known=store.known_decisions)
+                           subjects=["dec.*.decision_made", "dec.*.requests_refused"],
+                           handle_batch=take_traffic, batch=1000, known=store.known_events)
 
 
 # --- outcomes in --------------------------------------------------------------------------------
@@ -273,7 +280,8 @@ class Monitor:
         row = conn.execute(select(store.windows).where(store.window_key(model, version, index))).one()
         policy = policy_of(conn, model)
         rows = store.window_decisions(conn, model, version, index)
-        fig = domain.figures(ref, rows, policy)
+        refused = store.refused_between(conn, model, store.as_utc(row.start), store.as_utc(row.end))
+        fig = domain.figures(ref, rows, policy, refused)
         window = Window(index=index, closed_by=row.closed_by, start=store.as_utc(row.start),
                         end=store.as_utc(row.end), decisions=fig.decisions, labelled=fig.labelled)
         raised = set((row.report or {}).get("alerts", []))

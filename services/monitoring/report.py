@@ -47,15 +47,16 @@ def _summary(windows: list[WindowReport]) -> str:
         return "<p>No window has closed yet: figures appear once one holds enough decisions.</p>"
     rows = ["<h2>Windows (newest first)</h2><table><tr><th>version</th><th>window</th><th>end</th>"
             "<th>decisions</th><th>labelled</th><th>drifted features</th><th>AUC</th>"
-            "<th>p99 ms</th><th>alerts</th></tr>"]
+            "<th>p99 ms</th><th>error rate</th><th>alerts</th></tr>"]
     for w in windows:
         drifted = ", ".join(w.drift.drifted_features) if w.drift else "n/a (too few decisions)"
         auc = f"{w.performance.auc:.3f}" if w.performance and w.performance.auc is not None else "—"
         p99 = f"{w.latency.p99_ms:.1f}" if w.latency.p99_ms is not None else "—"
+        errors = f"{w.error_rate:.2%} ({w.refused})" if w.error_rate is not None else "—"
         alerts = ", ".join(a.split(".")[2] for a in w.alerts)
         rows.append(f"<tr><td>v{w.version}</td><td>{w.index}</td><td>{w.end:%Y-%m-%d %H:%M:%S}</td>"
                     f"<td>{w.decisions}</td><td>{w.labelled}</td><td>{escape(drifted) or '—'}</td>"
-                    f"<td>{auc}</td><td>{p99}</td>"
+                    f"<td>{auc}</td><td>{p99}</td><td>{errors}</td>"
                     f"<td class='{'alert' if alerts else 'ok'}'>{escape(alerts) or 'none'}</td></tr>")
     rows.append("</table>")
     return "".join(rows)

@@ -112,6 +112,19 @@ triggers = Table(
     Index("ix_triggers_status", "status"),
 )
 
+# Each scoring replica's periodic tally of refused requests (requests.refused), for error rates.
+refusals = Table(
+    "refusals",
+    metadata,
+    Column("event_id", String(64), primary_key=True),
+    Column("model", String(100), nullable=False),
+    Column("since", DateTime(timezone=True), nullable=False),
+    Column("until", DateTime(timezone=True), nullable=False),
+    Column("total", Integer, nullable=False),
+    Column("counts", JSON, nullable=False),
+    Index("ix_refusals_model_until", "model", "until"),
+)
+
 label_counters = Table(
     "label_counters",
     metadata,
@@ -139,8 +152,17 @@ def insert_decisions(conn: Connection, rows: list[dict]) -> None:
          json.dumps(r["inputs"]), json.dumps(r["attributes"])) for r in rows])
 
 
-def known_decisions(conn: Connection, ids: set[str]) -> set[str]:
-    return set(conn.scalars(select(decisions.c.decision_id).where(decisions.c.decision_id.in_(ids))))
+def known_events(conn: Connection, ids: set[str]) -> set[str]:
+    """Which of these event ids are already stored: a decision's id is its event's id."""
+    found = set(conn.scalars(select(decisions.c.decision_id).where(decisions.c.decision_id.in_(ids))))
+    return found | set(conn.scalars(select(refusals.c.event_id).where(refusals.c.event_id.in_(ids))))
+
+
+def refused_between(conn: Connection, model: str, start: datetime, end: datetime) -> int:
+    """Requests refused for the model in tallies that ended within (start, end]."""
+    r = refusals
+    return conn.scalar(select(func.coalesce(func.sum(r.c.total), 0)).where(
+        r.c.model == model, r.c.until > start, r.c.until <= end)) or 0
 
 
 def open_windows(conn: Connection, pairs: set[tuple[str, int]]) -> dict[tuple[str, int], dict]:

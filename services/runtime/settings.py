@@ -55,6 +55,8 @@ class Settings(BaseSettings):
     # How stale a replica's cached deployment may be: a PUT on this replica applies at once, one on
     # another replica within this many seconds (each replica re-reads its row after this long).
     scoring_deployment_ttl_seconds: float = 1.0
+    # How often each replica publishes its tally of refused score requests (requests.refused).
+    scoring_refusal_tally_seconds: float = Field(10.0, gt=0)
 
     monitoring_database_url: str | None = None
     # How often monitoring closes windows that ran out of time and evaluates closed ones.

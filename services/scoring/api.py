@@ -76,7 +76,7 @@ async def score_batch(
     """Decide for many entities at once: one decision.made event per item."""
     limit = request.app.state.settings.scoring_max_batch
     if len(body.items) > limit:
-        metrics_of(request).errors.labels(model, "too_large").inc()
+        metrics_of(request).refused(model, "too_large")
         raise Problem(413, "Content Too Large",
                       f"the batch holds {len(body.items)} items; the limit is {limit}: split it")
     return ScoreBatchResponse(items=await decide(request, who, model, body.items, batch=True))
@@ -92,7 +92,7 @@ async def decide(request: Request, who: Principal, model: str, items: list[Score
     if version is None:
         deployment = await deployments_of(rt).get(model)
         if deployment is None:
-            metrics.errors.labels(model, "not_deployed").inc()
+            metrics.refused(model, "not_deployed")
             raise await why_not_deployed(loader_of(rt), model)
         routed = [domain.route(model, item.entity_id, deployment) for item in items]
     else:
@@ -121,7 +121,7 @@ async def decide(request: Request, who: Principal, model: str, items: list[Score
                 results = await asyncio.to_thread(loaded.decide_many, features)
         except Exception as exc:  # noqa: BLE001 - the model failed on checked input: not the caller's fault
             log.exception("version %s of %s failed to score", v, model)
-            metrics.errors.labels(model, "model_failed").inc()
+            metrics.refused(model, "model_failed")
             raise Problem(503, "Service Unavailable", f"version {v} of model '{model}' failed to "
                           f"score ({type(exc).__name__}); nothing was decided: retry or roll back") from exc
         for i, result in zip(rows, results, strict=True):
@@ -154,7 +154,7 @@ async def decide(request: Request, who: Principal, model: str, items: list[Score
 def _unprocessable(metrics: ScoringMetrics, model: str, problems: list[domain.FeatureProblem]) -> Problem:
     """One 422 naming every offending feature and attribute, and where to look them up."""
     kinds = {p.kind for p in problems}
-    metrics.errors.labels(model, "invalid_features" if "feature" in kinds else "invalid_attributes").inc()
+    metrics.refused(model, "invalid_features" if "feature" in kinds else "invalid_attributes")
     hints = []
     if "feature" in kinds:
         hints.append(f"see GET /v1/deployments/{model} and the version's feature_schema in the registry")
@@ -170,7 +170,7 @@ async def _on_record(rt: Runtime, metrics: ScoringMetrics, model: str, events: l
         await _recorder(rt).durable(events, model)
     except Exception as exc:  # noqa: BLE001 - neither JetStream nor the outbox took it
         log.exception("decisions for %s could not be recorded", model)
-        metrics.errors.labels(model, "not_recorded").inc()
+        metrics.refused(model, "not_recorded")
         raise Problem(503, "Service Unavailable", "the decision could not be recorded (JetStream and the "
                       "outbox both failed), so it was not made; retry") from exc
 
@@ -179,7 +179,7 @@ async def loaded_version(rt: Runtime, metrics: ScoringMetrics, model: str, versi
     try:
         return await loader_of(rt).get(model, version)
     except LoadError as exc:
-        metrics.errors.labels(model, "version_unavailable").inc()
+        metrics.refused(model, "version_unavailable")
         raise Problem(503, "Service Unavailable", f"{exc.detail}; nothing was decided",
                       version=version) from exc
 
@@ -191,11 +191,11 @@ async def check_pinned(rt: Runtime, metrics: ScoringMetrics, model: str, version
     try:
         info = await pinned_record(rt, model, version)
     except Problem:
-        metrics.errors.labels(model, "unknown_version").inc()
+        metrics.refused(model, "unknown_version")
         raise
     refused = domain.why_not_pinned(info)
     if refused:
-        metrics.errors.labels(model, "version_refused").inc()
+        metrics.refused(model, "version_refused")
         raise Problem(409, "Conflict", f"version {version} of model '{model}' {refused}; name another "
                                        f"version, or let the deployment route (/v2/models/{model}/infer)")
 

@@ -16,7 +16,7 @@ from services.runtime.errors import PROBLEM_JSON
 from services.runtime.service import Runtime, build_app
 from services.runtime.settings import Settings, get_settings
 from services.scoring import api, oip, store
-from services.scoring.messaging import Recorder, ReplicaFeed
+from services.scoring.messaging import Recorder, ReplicaFeed, publish_refusals
 from services.scoring.metrics import ScoringMetrics
 from services.scoring.models import ModelLoader
 from services.scoring.prewarm import Prewarmer
@@ -48,6 +48,8 @@ def create_app(settings: Settings | None = None,
         runtime.extras["background"] = [
             asyncio.create_task(prewarmer.run(), name="scoring-prewarm"),
             asyncio.create_task(feed.run(), name="scoring-feed"),
+            asyncio.create_task(publish_refusals(runtime, metrics, settings.scoring_refusal_tally_seconds),
+                                name="scoring-refusals"),
         ]
 
     async def stop(runtime: Runtime) -> None:

@@ -42,6 +42,7 @@ from contracts.scoring.events import (
     ArtifactRejected,
     DecisionMade,
     DeploymentChanged,
+    RequestsRefused,
     ShadowPredictionMade,
 )
 from contracts.streams import GOVERNANCE, subject_for
@@ -62,6 +63,8 @@ def subject_of(data: EventData) -> str:
         return f"decision/{data.decision_id}"
     if isinstance(data, DeploymentChanged):
         return f"deployment/{data.model}"
+    if isinstance(data, RequestsRefused):
+        return f"refusals/{data.model}"
     if isinstance(data, ArtifactRejected):
         return f"model/{data.model}/version/{data.version}"
     raise TypeError(f"scoring does not publish {type(data).__name__}")
@@ -180,3 +183,31 @@ class ReplicaFeed:
         if self.subscribed_at is not None and event.time < self.subscribed_at - SEEN_BY_THE_SCAN:
             return
         self.on_event(data)
+
+
+async def publish_refusals(runtime: Runtime, metrics: ScoringMetrics, every: float) -> None:
+    """Every `every` seconds, this replica's tally of refused requests per model, through the
+    outbox (a few rows per period, however many requests were refused)."""
+    since = datetime.now(UTC)
+    while True:
+        await asyncio.sleep(every)
+        until, tally = datetime.now(UTC), metrics.take_refused()
+        if tally:
+            cause = Cause(actor=ACTOR, time=until)
+
+            def commit(tally=tally, since=since, until=until, cause=cause) -> None:
+                with runtime.engine.begin() as conn:
+                    for model, counts in sorted(tally.items()):
+                        data = RequestsRefused(model=model, since=since, until=until, counts=counts,
+                                               total=sum(counts.values()))
+                        enqueue(conn, store.outbox, event(data, cause), model=model)
+
+            try:
+                await asyncio.to_thread(commit)
+            except Exception:  # noqa: BLE001 - the database is down: the counts go into the next period
+                log.exception("could not record refused-request counts; keeping them for the next period")
+                metrics.give_back(tally)
+                continue
+            if runtime.relay is not None:
+                runtime.relay.notify()
+        since = until

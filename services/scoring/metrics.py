@@ -22,5 +22,27 @@ class ScoringMetrics:
         self.spooled = Counter("modelgov_scoring_events_spooled_total",
                                "Events written to the outbox because JetStream did not ack in time",
                                ["model"], registry=registry)
+        self._refused: dict[tuple[str, str], int] = {}
         self.shadows = Counter("modelgov_scoring_shadow_predictions_total", "Shadow predictions",
                                ["model", "version", "outcome"], registry=registry)
+
+    def refused(self, model: str, reason: str) -> None:
+        """A score request refused or failed: counted for Prometheus, and tallied for the next
+        requests.refused event unless the model is not one scoring serves."""
+        self.errors.labels(model, reason).inc()
+        if reason != "not_deployed":
+            self._refused[(model, reason)] = self._refused.get((model, reason), 0) + 1
+
+    def take_refused(self) -> dict[str, dict[str, int]]:
+        """The tally since the last call, per model and reason; starts a new one."""
+        tally, self._refused = self._refused, {}
+        out: dict[str, dict[str, int]] = {}
+        for (model, reason), n in tally.items():
+            out.setdefault(model, {})[reason] = n
+        return out
+
+    def give_back(self, tally: dict[str, dict[str, int]]) -> None:
+        """A tally that could not be recorded counts toward the next period."""
+        for model, counts in tally.items():
+            for reason, n in counts.items():
+                self._refused[(model, reason)] = self._refused.get((model, reason), 0) + n

@@ -27,7 +27,7 @@ def settings(request, settings_factory, nats_server, make_db_url):
                             scoring_database_url=make_db_url(backend, "scoring"),
                             monitoring_database_url=make_db_url(backend, "monitoring"),
                             temporal_address=f"127.0.0.1:{free_port()}",
-                            monitoring_evaluate_interval_seconds=0.2)
+                            monitoring_evaluate_interval_seconds=0.2, scoring_refusal_tally_seconds=0.2)
 
 
 def events(url: str, subject: str, stream: str = "GOVERNANCE") -> list[dict]:
@@ -45,10 +45,22 @@ def test_drift_alert_names_exactly_the_shifted_features_and_unshifted_windows_ra
         policy = {"window_size": 1000, "window_seconds": 3600}  # default thresholds
         assert monitoring.put(f"/v1/monitoring/{MODEL}/policy", json=policy,
                               headers=bearer("model_risk")).status_code == 200
-        # arrange: three windows drawn from the training distribution: no alert may follow
-        score_all(scoring, requests_for(draw(3000, seed=10), "calm"))
-        wait_for(lambda: windows_evaluated(monitoring, 3), timeout=60)
+        # arrange: three windows drawn from the training distribution: no alert may follow; five
+        # refused requests (a feature missing) in the first window
+        calm = requests_for(draw(3000, seed=10), "calm")
+        score_all(scoring, calm[:500])
+        for i in range(5):
+            bad = scoring.post(f"/v1/score/{MODEL}", headers=bearer("scoring_client"), json={
+                "entity_id": f"bad-{i}", "features": {f: 1.0 for f in FEATURES[1:]}})
+            assert bad.status_code == 422
+        time.sleep(1.0)  # the replica's tally (every 0.2 s here) goes out before the next decisions
+        score_all(scoring, calm[500:])
+        report = wait_for(lambda: windows_evaluated(monitoring, 3), timeout=60)
         assert events(nats_server.url, "gov.monitoring.drift.detected") == []
+        # check: the operations error rate counts the refused requests in the window they fell in
+        first = next(w for w in report["windows"] if w["index"] == 1)
+        assert (first["refused"], first["error_rate"]) == (5, round(5 / 1005, 6))
+        assert sum(w["refused"] for w in report["windows"]) == 5
         # act: a fourth window with five features moved by half a standard deviation
         shifted = FEATURES[:5]
         score_all(scoring, requests_for(draw(1000, seed=11, shift_sd=dict.fromkeys(shifted, 0.5)),
