@@ -33,6 +33,8 @@ class Bus:
         self._ready = asyncio.Event()
         self._task: asyncio.Task | None = None
         self._closing = False
+        self.generation = 0  # counts reconnections: server-side state (ephemeral consumers) may be gone
+        self._next_reconnect = asyncio.Event()
 
     @property
     def connected(self) -> bool:
@@ -59,6 +61,7 @@ class Bus:
                     reconnect_time_wait=0.5,
                     connect_timeout=2,
                     error_cb=self._on_error,
+                    reconnected_cb=self._on_reconnected,
                 )
                 self.js = self.nc.jetstream()
                 await ensure_streams(self.js, self.settings)
@@ -71,6 +74,17 @@ class Bus:
                     await self.nc.close()
                 self.nc = None
                 await asyncio.sleep(1)
+
+    async def _on_reconnected(self) -> None:
+        self.generation += 1
+        event, self._next_reconnect = self._next_reconnect, asyncio.Event()
+        event.set()
+        log.info("reconnected to NATS at %s", self.settings.nats_url)
+
+    async def reconnected_since(self, generation: int) -> None:
+        """Returns once the connection has been re-established after `generation`."""
+        while self.generation == generation:
+            await self._next_reconnect.wait()
 
     async def _on_error(self, exc: Exception) -> None:
         log.debug("nats: %s", exc)

@@ -152,6 +152,7 @@ class ReplicaFeed:
         while True:
             try:
                 await self.bus.wait_ready()
+                generation = self.bus.generation
                 sub = await self.bus.jetstream().subscribe(
                     FEED_SUBJECTS[0], stream=GOVERNANCE, ordered_consumer=True,
                     idle_heartbeat=FEED_HEARTBEAT_SECONDS, deliver_policy=js_api.DeliverPolicy.NEW,
@@ -159,8 +160,18 @@ class ReplicaFeed:
                 try:
                     self.subscribed_at = datetime.now(UTC)
                     self.on_subscribed()
-                    async for msg in sub.messages:
-                        self._one(msg.data)
+                    # A reconnection may have lost the server's ephemeral consumer: subscribe again at
+                    # once rather than wait for nats-py to notice missed heartbeats.
+                    drain = asyncio.create_task(self._drain(sub))
+                    reconnect = asyncio.create_task(self.bus.reconnected_since(generation))
+                    done, pending = await asyncio.wait({drain, reconnect},
+                                                       return_when=asyncio.FIRST_COMPLETED)
+                    for task in pending:
+                        task.cancel()
+                    await asyncio.gather(*pending, return_exceptions=True)
+                    for task in done:
+                        task.result()  # the drain's failure, if it failed
+                    log.info("scoring feed re-subscribes (reconnected, or the subscription ended)")
                 finally:
                     with contextlib.suppress(Exception):  # the connection may be gone already
                         await sub.unsubscribe()
@@ -172,6 +183,10 @@ class ReplicaFeed:
             except Exception:  # noqa: BLE001 - keep the feed alive whatever happened
                 log.exception("scoring feed failed; re-subscribing")
                 await asyncio.sleep(1)
+
+    async def _drain(self, sub) -> None:
+        async for msg in sub.messages:
+            self._one(msg.data)
 
     def _one(self, raw: bytes) -> None:
         try:

@@ -120,9 +120,8 @@ def test_the_feed_survives_a_nats_restart(nats_server, settings_factory, make_db
         nats_server.start()
         wait_for(lambda: second.get("/readyz").status_code == 200 and first.get("/readyz").status_code == 200)
         assert deploy(first, {"champion": 2}).status_code == 200
-        # check: the second replica's feed was re-created and delivers the change (nats-py notices the
-        # restart by missed heartbeats and recreates the consumer: seconds, more on a loaded machine)
-        wait_for(lambda: loaded(second, 2) == 1.0, timeout=90)
+        # check: the second replica's feed subscribed again on the reconnection and delivers the change
+        wait_for(lambda: loaded(second, 2) == 1.0)
         assert score(second, "e-1", SAFE).json()["model_version"] == 2
 
 
