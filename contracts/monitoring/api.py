@@ -59,8 +59,8 @@ class MonitoringPolicy(Strict):
     window_size: StrictInt = Field(1000, ge=20, le=1_000_000,
                                    description="a window closes once it holds this many decisions")
     window_seconds: float = Field(300, gt=0, le=30 * 24 * 3600,
-                                  description="…or this long after its first decision, if it holds "
-                                              "at least drift.min_samples")
+                                  description="…or this long after its first decision; one with "
+                                              "fewer than drift.min_samples gets no drift figures")
     drift: DriftPolicy = DriftPolicy()
     quality: QualityPolicy = QualityPolicy()
     performance: PerformancePolicy = PerformancePolicy()

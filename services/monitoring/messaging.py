@@ -90,7 +90,7 @@ def take_traffic(conn: Connection, events: list[CloudEvent]) -> None:
         key = (d.model, d.version)
         window = open_.get(key)
         if window is None:
-            index = (store.last_index(conn, *key) if key not in new else 0) + 1
+            index = store.last_index(conn, *key) + 1  # a window closed earlier in this batch is saved
             window = {"model": d.model, "version": d.version, "index": index, "state": "open",
                       "start": at, "end": None, "decisions": 0, "labelled": 0, "closed_by": None,
                       "labels_seen": 0, "report": None}
@@ -100,22 +100,21 @@ def take_traffic(conn: Connection, events: list[CloudEvent]) -> None:
         rows.append({"decision_id": d.decision_id, "model": d.model, "version": d.version,
                      "window_index": window["index"], "route": d.route, "made_at": at,
                      "score": d.score, "decision": d.decision, "latency_ms": d.latency_ms,
-                     "inputs": d.inputs, "attributes": getattr(d, "attributes", None) or {}})
+                     "inputs": d.inputs, "attributes": d.attributes})
         if window["decisions"] >= policies[d.model].window_size:
             window.update(state="closed", end=at, closed_by="count")
             store.save_window(conn, window, key in new)
             new.discard(key)
             del open_[key]
     for key, window in open_.items():
-        if key in pairs:
-            store.save_window(conn, window, key in new)
+        store.save_window(conn, window, key in new)
     store.insert_decisions(conn, rows)
 
 
 def decision_consumer(bus: Bus, engine: Engine) -> DurableConsumer:
     """Stored events are keyed by their event id (a decision's id is its event's id), so the
     decisions and refusals tables are the processed-ids check."""
-    return DurableConsumer(bus, engine, store.processed, name=CONSUMER, stream=DECISIONS,
+    return DurableConsumer(bus, engine, None, name=CONSUMER, stream=DECISIONS,
                            subjects=["dec.*.decision_made", "dec.*.requests_refused"],
                            handle_batch=take_traffic, batch=1000, known=store.known_events)
 
@@ -235,13 +234,13 @@ class Monitor:
     def _close_and_find_missing(self, now: datetime) -> list[tuple[str, int]]:
         w = store.windows
         with self.engine.begin() as conn:
-            for row in conn.execute(select(w).where(w.c.state == "open")).all():
-                if domain.time_is_up(store.as_utc(row.start), now, policy_of(conn, row.model)):
+            opened = conn.execute(select(w).where(w.c.state == "open")).all()
+            policies = {m: policy_of(conn, m) for m in {r.model for r in opened}}
+            for row in opened:
+                if domain.time_is_up(store.as_utc(row.start), now, policies[row.model]):
                     conn.execute(update(w).where(store.window_key(row.model, row.version, row.index))
                                  .values(state="closed", end=now, closed_by="time"))
-            pending = conn.execute(select(w.c.model, w.c.version).where(w.c.state != "open")
-                                   .distinct()).all()
-            return [(m, v) for m, v in pending if store.reference(conn, m, v) is None]
+            return store.closed_without_reference(conn)
 
     async def _fetch_reference(self, model: str, version: int, now: datetime) -> None:
         try:

@@ -1,5 +1,6 @@
 """Monitoring tables: decisions and outcomes as monitoring sees them, windows, references,
-policies, retrain triggers, label counters, the outbox and the consumer's processed ids."""
+policies, retrain triggers, label counters, refusal tallies and the outbox. The consumer needs no
+processed-ids table: decisions and tallies are keyed by their event ids."""
 
 from __future__ import annotations
 
@@ -24,7 +25,6 @@ from sqlalchemy import (
     update,
 )
 
-from services.runtime.consumer import processed_table
 from services.runtime.db import insert_rows, sqlite_time, utc
 from services.runtime.outbox import outbox_table
 
@@ -133,7 +133,6 @@ label_counters = Table(
 )
 
 outbox = outbox_table(metadata)
-processed = processed_table(metadata)
 
 
 _DECISION_COLUMNS = ("decision_id", "model", "version", "window_index", "route", "made_at", "score",
@@ -211,6 +210,14 @@ def _labelled(conn: Connection, model: str, version: int, *where) -> list:
              .select_from(d.outerjoin(o, o.c.decision_id == d.c.decision_id))
              .where(d.c.model == model, d.c.version == version, *where))
     return conn.execute(query).all()
+
+
+def closed_without_reference(conn: Connection) -> list[tuple[str, int]]:
+    """The versions with a window waiting to be judged and no reference fetched yet."""
+    w, r = windows, references
+    fetched = select(r.c.model).where(r.c.model == w.c.model, r.c.version == w.c.version).exists()
+    query = select(w.c.model, w.c.version).where(w.c.state == "closed", ~fetched).distinct()
+    return [(m, v) for m, v in conn.execute(query)]
 
 
 def reference(conn: Connection, model: str, version: int):

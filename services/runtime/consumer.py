@@ -51,17 +51,19 @@ def processed_table(metadata: MetaData) -> Table:
 
 class DurableConsumer:
     def __init__(
-        self, bus: Bus, engine: Engine, processed: Table, *, name: str, stream: str,
+        self, bus: Bus, engine: Engine, processed: Table | None, *, name: str, stream: str,
         subjects: Sequence[str], handle: Handler | None = None,
         handle_batch: BatchHandler | None = None, batch: int = 100, ack_wait: float = 30,
         known: Known | None = None,
     ) -> None:
         if (handle is None) == (handle_batch is None):
             raise ValueError("give a consumer either `handle` (per event) or `handle_batch`")
+        if (processed is None) == (known is None):
+            raise ValueError("give a consumer either a processed-ids table or the handler's `known`")
         self.bus, self.engine, self.processed = bus, engine, processed
         self.name, self.stream, self.subjects = name, stream, list(subjects)
         self.handle, self.handle_batch = handle, handle_batch
-        # The handler's own unique key, when it has one, makes processed-id rows redundant.
+        # The handler's own unique key, when it has one, stands in for processed-id rows.
         self.known = known
         self.batch, self.ack_wait = batch, ack_wait
         self.handled = 0
@@ -161,7 +163,7 @@ class DurableConsumer:
             else:
                 for event in fresh:
                     self.handle(conn, event)
-            if self.known is None:
+            if t is not None:
                 now = datetime.now(UTC)
                 stamp = sqlite_time(now) if conn.dialect.name == "sqlite" else now
                 insert_rows(conn, t.name, ("consumer", "event_id", "processed_at"),

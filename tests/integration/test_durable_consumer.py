@@ -70,3 +70,35 @@ async def test_each_event_takes_effect_once_and_poison_is_dead_lettered(nats_ser
     assert len(reasons) == 2
     assert reasons[0] == "not a modelgov CloudEvent: Invalid JSON: expected value at line 1 column 1"
     assert reasons[1] == "model m-refused is on the deny list"
+
+
+async def test_a_handler_keyed_by_event_id_needs_no_processed_rows(nats_server, tables):
+    engine, processed, seen = tables
+    good, other = model_created("m-a"), model_created("m-b")
+
+    def handle_batch(conn, events):
+        conn.execute(insert(seen), [{"event_id": e.id, "name": e.data["name"]} for e in events])
+
+    def known(conn, ids):
+        return set(conn.scalars(select(seen.c.event_id).where(seen.c.event_id.in_(ids))))
+
+    # arrange: an event, the same event re-published under a new msg id, another
+    await asyncio.to_thread(publish_events, nats_server.url, [good])
+    await asyncio.to_thread(publish_raw, nats_server.url, "gov.registry.model.created",
+                            good.canonical_bytes(), "again")
+    await asyncio.to_thread(publish_events, nats_server.url, [other])
+    bus = Bus(Settings(nats_url=nats_server.url), "test")
+    await bus.start()
+    consumer = DurableConsumer(bus, engine, None, name="keyed", stream=GOVERNANCE,
+                               subjects=["gov.registry.>"], handle_batch=handle_batch, known=known)
+    # act
+    await run_until(consumer, lambda: consumer.handled == 2)
+    await asyncio.sleep(0.3)  # time for a wrongly repeated effect to land
+    await bus.close()
+    # check: each effect once (the repeat would break seen's primary key), no processed rows
+    with engine.connect() as conn:
+        assert list(conn.scalars(select(seen.c.name))) == ["m-a", "m-b"]
+        assert list(conn.scalars(select(processed.c.event_id))) == []
+    with pytest.raises(ValueError, match="processed-ids table or the handler's `known`"):
+        DurableConsumer(bus, engine, processed, name="both", stream=GOVERNANCE, subjects=[],
+                        handle_batch=handle_batch, known=known)

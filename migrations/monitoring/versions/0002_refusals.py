@@ -1,4 +1,5 @@
-"""monitoring store: refusal tallies from scoring (requests.refused), for error rates
+"""monitoring store: refusal tallies from scoring (requests.refused), for error rates; the
+decision consumer dedupes by its own keys, so processed_events is dropped
 
 Revision ID: 0002
 Revises: 0001
@@ -24,7 +25,14 @@ def upgrade() -> None:
         sa.Column("counts", sa.JSON, nullable=False),
     )
     op.create_index("ix_refusals_model_until", "refusals", ["model", "until"])
+    op.drop_table("processed_events")
 
 
 def downgrade() -> None:
+    op.create_table(
+        "processed_events",
+        sa.Column("consumer", sa.String(100), primary_key=True),
+        sa.Column("event_id", sa.String(64), primary_key=True),
+        sa.Column("processed_at", sa.DateTime(timezone=True), nullable=False),
+    )
     op.drop_table("refusals")
