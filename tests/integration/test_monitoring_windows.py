@@ -19,7 +19,7 @@ from services.runtime.db import make_engine
 from tests.monitoring_helpers import FEATURES, MODEL, draw, fitted
 
 T0 = datetime(2026, 11, 1, 9, tzinfo=UTC)
-POLICY = MonitoringPolicy(window_size=50, window_seconds=600)
+POLICY = MonitoringPolicy(window_size=50, window_seconds=600, retrain_after_positive_labels=10)
 
 
 def decisions(n: int, start: datetime) -> list:
@@ -84,3 +84,9 @@ async def test_windows_close_by_count_then_by_time_and_are_judged_again_when_lab
     assert (first.labelled, first.labels_seen) == (50, 50)
     performance = first.report["performance"]
     assert performance["count"] == 50 and performance["auc"] == 1.0  # labels follow the score here
+    # check: every 10 positive labels are one retrain trigger, recorded once each
+    positives = sum(i.label for i in items)
+    with engine.connect() as conn:
+        triggers = list(conn.scalars(select(store.triggers.c.workflow_id)))
+    assert sorted(triggers) == sorted(f"retrain-{MODEL}-labels-{n}" for n in range(10, positives + 1, 10))
+    assert len(triggers) == positives // 10 >= 2
