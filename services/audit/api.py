@@ -122,7 +122,11 @@ async def replay_streams(request: Request, _who: Admin) -> ReplayReport:
     url = f"sqlite:///{target.resolve()}"
     await asyncio.to_thread(migrate.upgrade, "audit", url)
     started = time.perf_counter()
-    results = [await replay.rebuild(js, _store(request), url, s) for s in STREAMS]
+    replayer = runtime.extras["replayer"]
+    try:
+        results = [await replayer.rebuild(js, _store(request), url, s) for s in STREAMS]
+    except replay.ReplayFailed as exc:
+        raise Problem(503, "Service Unavailable", f"{exc}; run the replay again") from exc
     seconds = time.perf_counter() - started
     total = sum(r["rebuilt_count"] for r in results)
     return ReplayReport(

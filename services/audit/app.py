@@ -8,6 +8,7 @@ from fastapi import FastAPI
 
 from services.audit import api
 from services.audit.messaging import LiveConsumer
+from services.audit.replay import ReplayWorker
 from services.audit.store import AuditStore
 from services.runtime.service import Runtime, build_app
 from services.runtime.settings import Settings, get_settings
@@ -19,6 +20,8 @@ rebuilt from the NATS JetStream log alone. Read-only for regulators; replay for 
 async def _start_consumers(runtime: Runtime) -> None:
     store = AuditStore(runtime.engine)
     runtime.extras["store"] = store
+    runtime.extras["replayer"] = replayer = ReplayWorker()
+    await asyncio.to_thread(replayer.start)
     runtime.extras["consumers"] = [
         asyncio.create_task(LiveConsumer(store, stream, runtime.bus).run(), name=f"audit-{stream}")
         for stream in api.STREAMS
@@ -29,6 +32,8 @@ async def _stop_consumers(runtime: Runtime) -> None:
     for task in runtime.extras.get("consumers", []):
         task.cancel()
     await asyncio.gather(*runtime.extras.get("consumers", []), return_exceptions=True)
+    if replayer := runtime.extras.get("replayer"):
+        await asyncio.to_thread(replayer.close)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from itertools import chain
 from pathlib import Path
 
 from sqlalchemy import BigInteger, Connection, Engine, Integer, create_engine, event
@@ -58,8 +59,10 @@ def utc(value: datetime) -> datetime:
 
 def sqlite_time(value: datetime) -> str:
     """A time as SQLAlchemy stores it in SQLite (naive UTC ISO), for raw inserts read back through
-    a Table."""
-    return value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
+    a Table. Called per row on the audit's hot path, hence the shortcut for times already UTC."""
+    if value.tzinfo is not UTC:
+        value = value.astimezone(UTC)
+    return value.isoformat(" ", "microseconds")[:-6]  # without its "+00:00"
 
 
 SQLITE_ROWS_PER_INSERT = 250
@@ -78,7 +81,7 @@ def insert_rows(conn: Connection, table: str, columns: Sequence[str], rows: list
     for start in range(0, len(rows), SQLITE_ROWS_PER_INSERT):
         chunk = rows[start:start + SQLITE_ROWS_PER_INSERT]
         conn.exec_driver_sql(_insert_sql(table, tuple(columns), "?", len(chunk)),
-                             tuple(v for row in chunk for v in row))
+                             tuple(chain.from_iterable(chunk)))
 
 
 @functools.cache

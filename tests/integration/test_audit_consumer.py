@@ -89,6 +89,29 @@ def test_replay_into_a_fresh_store_gives_the_live_head(nats_server, audit):
     assert audit.post("/v1/audit/replay", headers=bearer("regulator")).status_code == 403
 
 
+def test_the_warm_replay_builder_serves_replay_after_replay_and_is_replaced_when_it_dies(
+    nats_server, audit
+):
+    publish_events(nats_server.url, [model_created(f"m{i:03d}") for i in range(30)])
+    wait_for(lambda: len(chained_ids(audit)) == 30)
+    worker = audit.app.state.runtime.extras["replayer"]
+    first = audit.post("/v1/audit/replay", headers=bearer("admin")).json()
+    builder_pid = worker._process.pid
+    second = audit.post("/v1/audit/replay", headers=bearer("admin")).json()
+    # check: the same process rebuilt both, each into its own fresh store
+    assert first["ok"] and second["ok"] and worker._process.pid == builder_pid
+    assert first["store"] != second["store"]
+    # act: the builder dies between replays (OOM killer, say)
+    os.kill(builder_pid, signal.SIGKILL)
+    wait_for(lambda: not worker._process.is_alive())
+    third = audit.post("/v1/audit/replay", headers=bearer("admin"))
+    # check: a fresh builder does the work; the report is the same as before
+    assert third.status_code == 200, third.text
+    assert third.json()["ok"] and worker._process.pid != builder_pid
+    assert [s["rebuilt_head"] for s in third.json()["streams"]] == \
+        [s["rebuilt_head"] for s in first["streams"]]
+
+
 def test_the_consumer_killed_mid_batch_resumes_without_gap_or_duplicate(
     nats_server, db_url, tmp_path
 ):
