@@ -328,6 +328,7 @@ class Modelgov:
     registry: subprocess.Popen | None = None
     scoring: subprocess.Popen | None = None
     tokens: dict = field(default_factory=dict)
+    workers: int = 1  # scoring's uvicorn worker processes (MODELGOV_SCORING_WORKERS in `make up`)
 
     @property
     def url(self) -> str:
@@ -368,6 +369,8 @@ class Modelgov:
         # no access log, as MLServer with debug=False
         cmd = [sys.executable, "-m", "uvicorn", f"services.{name}.app:create_app", "--factory",
                "--host", "127.0.0.1", "--port", str(port), "--no-access-log"]
+        if name == "scoring":
+            cmd += ["--workers", str(self.workers)]
         return spawn_env(cmd, self.work / "log" / f"{name}.log", env)
 
     def auth(self, role: str) -> dict:
@@ -785,10 +788,11 @@ def main(args) -> dict:
                            "model_settings": {n: json.loads((repo / n / "model-settings.json").read_text())
                                               for n in MODELS}}
         print("starting modelgov (nats-server, registry, scoring)", flush=True)
-        mg = Modelgov(work, env)
+        mg = Modelgov(work, env, workers=args.scoring_workers)
         try:
             mg.start().deploy(trained)
-            doc["modelgov"] = {"url": mg.url, "uvicorn": "one worker, --no-access-log",
+            doc["modelgov"] = {"url": mg.url,
+                               "uvicorn": f"scoring: {mg.workers} worker process(es), --no-access-log",
                                "nats": "nats-server, JetStream file store, sync_interval: always"}
         except Exception as exc:  # noqa: BLE001 - MLServer is still measured, and the reason recorded
             logs = "\n".join(f"--- {n}.log\n{tail(work / 'log' / f'{n}.log', 15)}"
@@ -832,6 +836,9 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--duration", type=float, default=10.0, help="measured seconds per cell")
     parser.add_argument("--warmup", type=float, default=2.0, help="warm-up seconds per cell")
     parser.add_argument("--concurrency", default="1,16,64", help="comma-separated client counts")
+    parser.add_argument("--scoring-workers", type=int, default=2,
+                        help="scoring's worker processes (MLServer as shipped runs two: its HTTP "
+                             "front end and one inference worker)")
     parser.add_argument("--omp-threads", type=int, default=1, help="OMP_NUM_THREADS on both sides")
     parser.add_argument("--seed", type=int, default=SEED)
     parser.add_argument("--http-client", choices=["raw", "httpx"], default="raw",

@@ -212,9 +212,10 @@ def start_service(name: str, settings: Settings, paths: Paths, env: dict[str, st
         print(f"  {name:<10} something already answers on port {port}: reusing it")
         return Component(name, port, owned=False)
     log = open(paths.log / f"{name}.log", "ab")
+    workers = ["--workers", str(settings.scoring_workers)] if name == "scoring" else []
     proc = subprocess.Popen(
         [sys.executable, "-m", "uvicorn", f"services.{name}.app:create_app", "--factory",
-         "--host", "127.0.0.1", "--port", str(port)],
+         "--host", "127.0.0.1", "--port", str(port), *workers],
         cwd=ROOT, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
         start_new_session=True,
     )

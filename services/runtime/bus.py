@@ -95,12 +95,13 @@ class Bus:
         return self.js
 
     async def publish(
-        self, subject: str, payload: bytes, msg_id: str, headers: dict[str, str] | None = None
+        self, subject: str, payload: bytes, msg_id: str, headers: dict[str, str] | None = None,
+        timeout: float = 5.0,
     ) -> api.PubAck:
         """Publish to JetStream and wait for the PubAck: after it, the event is durable."""
         js = self.jetstream()
         return await js.publish(
-            subject, payload, timeout=5, headers={MSG_ID: msg_id, **(headers or {})}
+            subject, payload, timeout=timeout, headers={MSG_ID: msg_id, **(headers or {})}
         )
 
     async def close(self) -> None:

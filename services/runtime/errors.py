@@ -39,6 +39,12 @@ def problem_response(
     return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
 
 
+def internal_error(request: Request) -> JSONResponse:
+    """A bug's answer: problem+json 500 (the details go to the log, not the caller)."""
+    return problem_response(request, 500, "Internal Server Error",
+                            "an unexpected error occurred; it has been logged")
+
+
 def describe_validation(errors: list[dict]) -> str:
     """One line per offending field: where it is and what is wrong with it."""
     parts = []
@@ -77,8 +83,7 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(Exception)
     async def _bug(request: Request, exc: Exception):
         log.exception("unhandled error on %s %s", request.method, request.url.path)
-        return problem_response(request, 500, "Internal Server Error",
-                                "an unexpected error occurred; it has been logged")
+        return internal_error(request)
 
 
 def _title(status: int) -> str:

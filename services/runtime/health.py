@@ -32,6 +32,10 @@ class HttpMetrics:
                                  labels[:3], registry=self.registry)
         self.service = service
 
+    def observe(self, method: str, route: str, status: int, seconds: float) -> None:
+        self.requests.labels(self.service, method, route, str(status)).inc()
+        self.latency.labels(self.service, method, route).observe(seconds)
+
 
 class MetricsMiddleware:
     def __init__(self, app, metrics: HttpMetrics) -> None:
@@ -53,9 +57,7 @@ class MetricsMiddleware:
             await self.app(scope, receive, capture)
         finally:
             route = getattr(scope.get("route"), "path", "unmatched")
-            m = self.metrics
-            m.requests.labels(m.service, scope["method"], route, str(status)).inc()
-            m.latency.labels(m.service, scope["method"], route).observe(time.perf_counter() - start)
+            self.metrics.observe(scope["method"], route, status, time.perf_counter() - start)
 
 
 @router.get("/healthz", summary="Liveness")

@@ -47,6 +47,7 @@ def build_app(
     outbox: Table | None = None,
     on_start: Sequence[Hook] = (),
     on_stop: Sequence[Hook] = (),
+    app_class: type[FastAPI] = FastAPI,
 ) -> FastAPI:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     setup_tracing(settings, name)
@@ -80,7 +81,7 @@ def build_app(
     # operation, its OpenTelemetry HTTP metrics (Prometheus counts requests here) and its
     # OpenTelemetry error logs (no logger provider is set up; errors go to the log) cost more CPU
     # per scoring request than the model does.
-    app = FastAPI(title=title, description=description, version="0.1.0", lifespan=lifespan,
+    app = app_class(title=title, description=description, version="0.1.0", lifespan=lifespan,
                   telemetry={"operation_spans": False, "metrics": False, "logs": False})
     app.state.runtime = runtime
     app.state.settings = settings

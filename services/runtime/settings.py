@@ -48,6 +48,10 @@ class Settings(BaseSettings):
     # Scoring's bearer token for the registry; unset: the tokens file's `service` principal.
     registry_token: str | None = None
     scoring_model_cache: int = 8  # loaded versions kept (LRU)
+    # Scoring processes `make up` starts (uvicorn --workers): each is a replica with its own event
+    # loop, NATS connection, model cache and outbox relay. Scoring is CPU-bound in one process;
+    # on a host of its own, set it to the core count. (On Kubernetes, scale replicas instead.)
+    scoring_workers: int = Field(1, ge=1)
     scoring_max_batch: int = 1000  # rows per batch request; more is 413
     scoring_max_body_bytes: int = 4 * 1024 * 1024  # request body; more is 413
     # How long a decision waits for JetStream's PubAck before it goes to the outbox instead.

@@ -43,9 +43,11 @@ def link_to(traceparent: str | None, **attributes) -> trace.Link | None:
 
 
 def current_traceparent() -> str | None:
-    carrier: dict[str, str] = {}
-    _propagator.inject(carrier)
-    return carrier.get("traceparent")
+    """The current span as a W3C traceparent, as the propagator writes it (read per decision)."""
+    span = trace.get_current_span().get_span_context()
+    if not span.is_valid:
+        return None
+    return f"00-{span.trace_id:032x}-{span.span_id:016x}-{span.trace_flags:02x}"
 
 
 def context_from(traceparent: str | None) -> context.Context:

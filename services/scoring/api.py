@@ -48,7 +48,8 @@ log = logging.getLogger(__name__)
 router = APIRouter(prefix="/v1", tags=["scoring"])
 
 R = Role
-Scorer = principal_of(R.scoring_client, R.service, R.operator, R.admin)
+SCORER_ROLES = (R.scoring_client, R.service, R.operator, R.admin)
+Scorer = principal_of(*SCORER_ROLES)
 DeploymentReader = principal_of(R.service, R.operator, R.admin, R.regulator, R.model_risk, R.compliance,
                                 R.data_scientist)
 DeploymentKeeper = principal_of(R.service, R.operator)
@@ -115,7 +116,9 @@ async def decide(request: Request, who: Principal, model: str, items: list[Score
         rows = [i for i, (deciding, _) in enumerate(routed) if deciding == v]
         features = [items[i].features for i in rows]
         try:
-            if len(rows) <= INLINE_ROWS:
+            if len(rows) <= INLINE_ROWS and loaded.coalescer is not None:
+                results = await loaded.coalescer.decide(features)
+            elif len(rows) <= INLINE_ROWS:
                 results = loaded.decide_many(features)
             else:
                 results = await asyncio.to_thread(loaded.decide_many, features)

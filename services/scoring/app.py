@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 from functools import partial
 
 import httpx
@@ -12,10 +11,11 @@ from fastapi import FastAPI
 from contracts.envelope import EventData
 from contracts.registry.events import ModelAliasSet
 from contracts.scoring.events import DeploymentChanged
-from services.runtime.errors import PROBLEM_JSON
 from services.runtime.service import Runtime, build_app
 from services.runtime.settings import Settings, get_settings
 from services.scoring import api, oip, store
+from services.scoring.body import BodyLimit
+from services.scoring.fastpath import ScoreFastPath
 from services.scoring.messaging import Recorder, ReplicaFeed, publish_refusals
 from services.scoring.metrics import ScoringMetrics
 from services.scoring.models import ModelLoader
@@ -63,11 +63,27 @@ def create_app(settings: Settings | None = None,
         await runtime.extras["loader"].close()
 
     app = build_app("scoring", settings, title="modelgov scoring", description=DESCRIPTION,
-                    routers=[api.router, oip.router], outbox=store.outbox, on_start=[start], on_stop=[stop])
+                    routers=[api.router, oip.router], outbox=store.outbox, on_start=[start], on_stop=[stop],
+                    app_class=ScoringApp)
     app.state.scoring_metrics = ScoringMetrics(app.state.metrics.registry)
     app.add_middleware(BodyLimit, limit=settings.scoring_max_body_bytes,
                        prefixes=("/v1/score", "/v2/models"))
+    app.fast_path = ScoreFastPath(app, settings.scoring_max_body_bytes)
     return app
+
+
+class ScoringApp(FastAPI):
+    """FastAPI, with POST /v1/score/{model} offered to a lean handler ahead of its whole stack
+    (services/scoring/fastpath.py says why and how it keeps the route's behaviour)."""
+
+    fast_path: ScoreFastPath | None = None
+
+    async def __call__(self, scope, receive, send) -> None:
+        if self.fast_path is not None:
+            receive = await self.fast_path(scope, receive, send)
+            if receive is None:
+                return  # answered
+        await super().__call__(scope, receive, send)
 
 
 def _changed(prewarmer: Prewarmer, data: EventData) -> None:
@@ -76,53 +92,3 @@ def _changed(prewarmer: Prewarmer, data: EventData) -> None:
         prewarmer.deployment(data.model)
     elif isinstance(data, ModelAliasSet):
         prewarmer.aliased(data.name, data.version)
-
-
-class BodyLimit:
-    """413 for a request body over `limit` bytes under one of `prefixes`, before anything parses it."""
-
-    def __init__(self, app, limit: int, prefixes: tuple[str, ...]) -> None:
-        self.app, self.limit, self.prefixes = app, limit, prefixes
-
-    async def __call__(self, scope, receive, send) -> None:
-        if scope["type"] != "http" or not scope["path"].startswith(self.prefixes):
-            await self.app(scope, receive, send)
-            return
-        declared = dict(scope["headers"]).get(b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.limit:
-            await self._refuse(scope, send)
-            return
-        body, more = bytearray(), True
-        while more:
-            message = await receive()
-            if message["type"] != "http.request":
-                return  # the client went away
-            body += message.get("body", b"")
-            more = message.get("more_body", False)
-            if len(body) > self.limit:
-                await self._refuse(scope, send)
-                return
-        replayed = False
-
-        async def replay():
-            nonlocal replayed
-            if not replayed:
-                replayed = True
-                return {"type": "http.request", "body": bytes(body), "more_body": False}
-            return await receive()
-
-        await self.app(scope, replay, send)
-
-    async def _refuse(self, scope, send) -> None:
-        detail = f"the request body is larger than {self.limit} bytes; send fewer rows per request"
-        if scope["path"].startswith("/v2/"):  # the Open Inference Protocol's error shape
-            doc, media_type = {"error": detail}, "application/json"
-        else:
-            doc = {"type": "about:blank", "title": "Content Too Large", "status": 413, "detail": detail,
-                   "instance": scope["path"]}
-            media_type = PROBLEM_JSON
-        payload = json.dumps(doc).encode()
-        await send({"type": "http.response.start", "status": 413,
-                    "headers": [(b"content-type", media_type.encode()),
-                                (b"content-length", str(len(payload)).encode())]})
-        await send({"type": "http.response.body", "body": payload})

@@ -91,10 +91,11 @@ class Recorder:
 
     async def durable(self, events: list[CloudEvent], model: str) -> None:
         """Return only once every event is acked by JetStream or committed to the outbox."""
-        if self.runtime.bus.connected:
-            results = await asyncio.gather(*(self._publish(e, model) for e in events),
-                                           return_exceptions=True)
-            unacked = [e for e, r in zip(events, results, strict=True) if r is not None]
+        if self.runtime.bus.connected and len(events) == 1:  # one decision: no tasks to gather
+            unacked = [] if await self._acked(events[0], model) else events
+        elif self.runtime.bus.connected:
+            results = await asyncio.gather(*(self._acked(e, model) for e in events))
+            unacked = [e for e, acked in zip(events, results, strict=True) if not acked]
         else:
             unacked = list(events)
         if unacked:
@@ -102,11 +103,16 @@ class Recorder:
             self.metrics.spooled.labels(model).inc(len(unacked))
             self.notify()
 
-    async def _publish(self, made: CloudEvent, model: str) -> None:
+    async def _acked(self, made: CloudEvent, model: str) -> bool:
+        """Whether JetStream acked the event within the timeout (else it goes to the outbox)."""
         subject = subject_for(made.type, model)
         headers = {"traceparent": made.traceparent} if made.traceparent else None
-        await asyncio.wait_for(
-            self.runtime.bus.publish(subject, made.canonical_bytes(), made.id, headers), self.timeout)
+        try:
+            await self.runtime.bus.publish(subject, made.canonical_bytes(), made.id, headers,
+                                           timeout=self.timeout)
+        except Exception:  # noqa: BLE001 - no ack, whatever the reason: the outbox keeps it
+            return False
+        return True
 
     def _spool(self, events: list[CloudEvent], model: str) -> None:
         with self.runtime.engine.begin() as conn:

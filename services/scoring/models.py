@@ -16,7 +16,7 @@ import pickle
 from abc import ABC, abstractmethod
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
@@ -30,6 +30,7 @@ from services.runtime.heap import settle_heap
 from services.runtime.registry_client import registry_http
 from services.runtime.settings import Settings
 from services.scoring import domain
+from services.scoring.coalesce import Coalescer, row_wise
 from services.scoring.metrics import ScoringMetrics
 
 log = logging.getLogger(__name__)
@@ -133,7 +134,12 @@ class ScaledLogistic:
                 x -= mean
             if scale is not None:
                 x /= scale
-        p = expit((x @ self.coef_t + self.intercept).reshape(-1))
+        # One row at a time through the product, as a one-row predict_proba computes it: a matrix
+        # product's rounding depends on the batch's shape, and a score must not depend on the
+        # requests it was coalesced with (coalesce.py). Everything else here is elementwise.
+        z = np.concatenate([x[i:i + 1] @ self.coef_t for i in range(len(x))]) if len(x) > 1 \
+            else x @ self.coef_t
+        p = expit((z + self.intercept).reshape(-1))
         return p if self.adverse_index == 1 else 1 - p
 
 
@@ -149,6 +155,14 @@ class LoadedModel:
     # The model's protected_attributes in the registry (fixed when the model is created): the
     # only names a request's `attributes` may carry.
     protected_attributes: frozenset[str] = frozenset()
+    # Set when a row's score does not depend on the rest of the batch (coalesce.row_wise, or the
+    # LR fast path): concurrent requests' rows are then decided in one call.
+    coalescer: Coalescer | None = field(default=None, init=False, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.parts.fast is not None or row_wise(self.parts.estimator):
+            # frozen: the dataclass idiom for a derived field
+            object.__setattr__(self, "coalescer", Coalescer(self.decide_many))
 
     @property
     def schema(self) -> list[FeatureSpec]:

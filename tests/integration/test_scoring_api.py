@@ -398,3 +398,26 @@ def test_swapping_the_champion_under_load_fails_no_request_and_every_answer_name
     recorded = {e["id"]: e["data"]["version"] for e in decisions(nats_server.url)}
     assert len(recorded) == len(answered)
     assert all(recorded[d] == v for d, v in answered)
+
+
+def test_the_score_route_continues_the_callers_trace_and_counts_in_http_metrics(nats_server, deployed):
+    """POST /v1/score/{model} is answered by a lean handler ahead of the framework (fastpath.py):
+    it must keep what the framework gave the route."""
+    _, scoring, _ = deployed
+    trace_id = "4bf92f3577b34da6a3ce929d0e0e4736"
+    headers = {**bearer("scoring_client"), "traceparent": f"00-{trace_id}-00f067aa0ba902b7-01",
+               "x-correlation-id": "loan-file-77"}
+    response = scoring.post(f"/v1/score/{MODEL}", headers=headers,
+                            json={"entity_id": "app-traced", "features": SAFE})
+    assert response.status_code == 200 and response.headers["content-type"] == "application/json"
+    # check: the decision event carries the caller's trace and correlation id
+    [event] = [e for e in decisions(nats_server.url) if e["id"] == response.json()["decision_id"]]
+    assert event["data"]["trace_id"] == trace_id and event["traceparent"].split("-")[1] == trace_id
+    assert event["correlationid"] == "loan-file-77"
+    # check: counted under its route, as every other route is, errors included
+    scoring.post(f"/v1/score/{MODEL}", headers=headers, json={"entity_id": "x", "features": {}})
+    scoring.post("/v1/score/no-such-model", headers=headers, json={"entity_id": "x", "features": SAFE})
+    metrics = scoring.get("/metrics").text
+    for status in ("200", "404", "422"):
+        assert ('modelgov_http_requests_total{method="POST",route="/v1/score/{model}",'
+                f'service="scoring",status="{status}"}} 1.0') in metrics, status
