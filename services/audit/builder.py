@@ -20,7 +20,8 @@ READY = "ready"
 
 def serve(feed: Connection) -> None:
     """Answer READY, then run jobs until sent None: a job is `(url, stream)`, then that stream's
-    batches as `(seqs, subjects, payloads)` columns, then None; its answer is the final head."""
+    batches as `[seqs, subjects, payloads]` columns (plus, for some, each message's inspect()
+    verdict), then None; its answer is the final head."""
     # What this process keeps lives as long as it does, and each batch's objects die by
     # reference counting: cyclic collections would only re-scan the imported modules.
     gc.freeze()
@@ -35,9 +36,10 @@ def build_chain(url: str, stream: str, feed: Connection) -> tuple[int, str]:
     try:
         head = store.head(stream)
         while (columns := feed.recv()) is not None:
-            seqs, subjects, payloads = columns
+            seqs, subjects, payloads, *verdicts = columns  # verdicts: when the reader inspected
             messages = list(map(Message, repeat(stream), seqs, subjects, payloads))
-            head = store.append_planned(stream, head, messages, plan(head, messages, set())).head
+            planned = plan(head, messages, set(), verdicts[0] if verdicts else None)
+            head = store.append_planned(stream, head, messages, planned).head
         return head.position, head.hash
     finally:
         store.engine.dispose()

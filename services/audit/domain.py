@@ -10,7 +10,7 @@ consumer and replay run this same code, so they build the same chain from the sa
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import NamedTuple
@@ -76,28 +76,57 @@ class Batch:
     last_seq: int = 0
 
 
-def plan(head: ChainHead, messages: Iterable[Message], chained_ids: set[str]) -> Batch:
-    """Chain the messages after `head`. `chained_ids`: those of their ids already in the store."""
+class Inspected(NamedTuple):
+    """What the chain keeps of an event besides its bytes."""
+
+    event_id: str
+    type: str
+    subject: str
+    time: datetime
+    actor: str
+    traceparent: str | None
+
+
+Inspection = tuple | str | None  # see inspect()
+
+
+def inspect(msg: Message) -> Inspection:
+    """What a message is to the chain, from its bytes alone: None for a dead letter (they share
+    the stream but are reports, not events), the reason it is not an event, or its Inspected
+    fields. Pure, so it may be computed in any process (replay shares it between two)."""
+    if msg.subject.startswith(DEADLETTER_PREFIX):
+        return None
+    try:
+        event = parse_event(msg.payload)
+    except (ValidationError, ValueError) as exc:
+        return f"not a modelgov CloudEvent: {_first_error(exc)}"
+    return Inspected(event.id, event.type, event.subject, event.time, event.actor, event.traceparent)
+
+
+def plan(head: ChainHead, messages: Sequence[Message], chained_ids: set[str],
+         verdicts: Sequence[Inspection] | None = None) -> Batch:
+    """Chain the messages after `head`. `chained_ids`: those of their ids already in the store;
+    `verdicts`: inspect() of each message, when already computed."""
     batch = Batch(head=head)
     seen = set(chained_ids)
     position, digest = head.position, head.hash
-    for msg in messages:
+    for msg, verdict in zip(messages, verdicts if verdicts is not None else map(inspect, messages),
+                            strict=True):
         batch.last_seq = max(batch.last_seq, msg.stream_seq)
-        if msg.subject.startswith(DEADLETTER_PREFIX):
-            continue  # dead letters share the stream but are reports, not events
-        try:
-            event = parse_event(msg.payload)
-        except (ValidationError, ValueError) as exc:
-            batch.rejected.append(Rejected(msg, f"not a modelgov CloudEvent: {_first_error(exc)}"))
+        if verdict is None:
             continue
-        if event.id in seen:
+        if type(verdict) is str:
+            batch.rejected.append(Rejected(msg, verdict))
+            continue
+        event_id, event_type, subject, time, actor, traceparent = verdict
+        if event_id in seen:
             batch.duplicates += 1
             continue
-        seen.add(event.id)
+        seen.add(event_id)
         prev, digest, position = digest, chain_hash(digest, msg.payload), position + 1
         batch.entries.append(Entry(
-            msg.stream, position, msg.stream_seq, event.id, event.type, event.subject, event.time,
-            event.actor, msg.payload, prev, digest, event.traceparent,
+            msg.stream, position, msg.stream_seq, event_id, event_type, subject, time, actor,
+            msg.payload, prev, digest, traceparent,
         ))
     batch.head = ChainHead(position, digest)
     return batch

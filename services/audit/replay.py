@@ -16,11 +16,15 @@ from multiprocessing.process import BaseProcess
 from nats.js import JetStreamContext
 
 from services.audit import builder
-from services.audit.domain import ChainHead
+from services.audit.domain import ChainHead, inspect
 from services.audit.messaging import Gap, read_batches
 from services.audit.store import AuditStore
 
 log = logging.getLogger(__name__)
+# The builder (validate, chain, insert) is the slower of the two processes, and this one waits on
+# it: this one inspects every INSPECT_EVERY-th batch itself (validation is pure: the same verdict
+# in either process) and sends the verdicts along. Measured: a quarter of the child's work.
+INSPECT_EVERY = 2
 
 
 class ReplayFailed(RuntimeError):
@@ -90,13 +94,17 @@ class ReplayWorker:
         until = min(live_seq, info.state.last_seq)
         conn = await self.wait_ready()
         conn.send((fresh_url, stream))
-        sent = 0
+        sent = batches = 0
         while until >= max(info.state.first_seq, 1) and sent < until:
             try:
                 async for messages in read_batches(js, stream, sent + 1, until_seq=until):
                     # Columns pickle in a fraction of the time a list of tuples takes.
-                    columns = ([m.stream_seq for m in messages], [m.subject for m in messages],
-                               [m.payload for m in messages])
+                    columns = [[m.stream_seq for m in messages], [m.subject for m in messages],
+                               [m.payload for m in messages]]
+                    batches += 1
+                    if batches % INSPECT_EVERY == 0:  # see INSPECT_EVERY
+                        columns.append([v if v is None or type(v) is str else tuple(v)
+                                        for v in map(inspect, messages)])
                     await asyncio.to_thread(conn.send, columns)
                     sent = messages[-1].stream_seq
                 break

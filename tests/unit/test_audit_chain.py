@@ -82,3 +82,18 @@ def test_verify_names_a_missing_entry():
 
 def test_chain_hash_is_sha256_of_raw_prev_hash_then_bytes():
     assert chain_hash(GENESIS, b"x") == hashlib.sha256(b"\0" * 32 + b"x").hexdigest()
+
+
+def test_verdicts_computed_elsewhere_give_the_same_plan():
+    """Replay's reader inspects some batches itself and sends plain-tuple verdicts along."""
+    from services.audit.domain import inspect
+
+    a, b = model_created("m-a"), model_created("m-b")
+    msgs = messages([a, b, a])
+    msgs.insert(1, Message("GOVERNANCE", 9, "gov.registry.model.created", b'{"oops": 1}'))
+    msgs.insert(2, Message("GOVERNANCE", 10, "gov.deadletter.audit", a.canonical_bytes()))
+    sent = [v if v is None or type(v) is str else tuple(v) for v in map(inspect, msgs)]
+    here, elsewhere = plan(ChainHead(), msgs, set()), plan(ChainHead(), msgs, set(), sent)
+    assert elsewhere.entries == here.entries and elsewhere.head == here.head
+    assert [r.reason for r in elsewhere.rejected] == [r.reason for r in here.rejected]
+    assert len(here.entries) == 2 and here.duplicates == 1 and len(here.rejected) == 1
