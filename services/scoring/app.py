@@ -39,6 +39,7 @@ def create_app(settings: Settings | None = None,
         runtime.extras["deployments"] = deployments
         loader = ModelLoader(settings, metrics, recorder.artifact_rejected, registry_transport)
         runtime.extras["loader"] = loader
+        metrics.watch_coalescing(loader.loaded)
         prewarmer = Prewarmer(runtime.engine, loader, deployments)
         runtime.extras["prewarmer"] = prewarmer
         prewarmer.everything()  # start-up: whatever the store says serves, NATS or not

@@ -42,6 +42,7 @@ class Coalescer:
     def __init__(self, decide_many: Callable[[Sequence[Any]], list]) -> None:
         self.decide_many = decide_many
         self._pending: list[tuple[Sequence[Any], asyncio.Future]] = []
+        self.calls = self.rows = 0  # shared calls made and the rows they decided (for /metrics)
 
     def decide(self, rows: Sequence[Any]) -> asyncio.Future:
         """The rows' results, from a call shared with the requests of the same turn."""
@@ -60,8 +61,10 @@ class Coalescer:
         batch, self._pending = self._pending[:taken], self._pending[taken:]
         if self._pending:
             asyncio.get_running_loop().call_soon(self._run)
+        rows = [row for rows, _ in batch for row in rows]
+        self.calls, self.rows = self.calls + 1, self.rows + len(rows)
         try:
-            results = self.decide_many([row for rows, _ in batch for row in rows])
+            results = self.decide_many(rows)
         except Exception:  # noqa: BLE001 - whose rows failed? Each request alone, then
             for rows, future in batch:
                 self._settle(future, rows)

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
+from typing import Any
+
 from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client.core import CounterMetricFamily
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 
@@ -23,8 +27,14 @@ class ScoringMetrics:
                                "Events written to the outbox because JetStream did not ack in time",
                                ["model"], registry=registry)
         self._refused: dict[tuple[str, str], int] = {}
+        self._loaded: Callable[[], Iterable[Any]] = tuple
+        registry.register(_Coalescing(lambda: self._loaded()))
         self.shadows = Counter("modelgov_scoring_shadow_predictions_total", "Shadow predictions",
                                ["model", "version", "outcome"], registry=registry)
+
+    def watch_coalescing(self, loaded: Callable[[], Iterable[Any]]) -> None:
+        """`loaded()`: the versions in the cache; their coalescers' counts are read at scrape."""
+        self._loaded = loaded
 
     def refused(self, model: str, reason: str) -> None:
         """A score request refused or failed: counted for Prometheus, and tallied for the next
@@ -46,3 +56,24 @@ class ScoringMetrics:
         for model, counts in tally.items():
             for reason, n in counts.items():
                 self._refused[(model, reason)] = self._refused.get((model, reason), 0) + n
+
+
+class _Coalescing:
+    """Model calls shared by concurrent requests (coalesce.py), per loaded version: rows per call
+    = rows / calls. Read at scrape time; a version's counts start again when it is reloaded."""
+
+    def __init__(self, loaded: Callable[[], Iterable[Any]]) -> None:
+        self.loaded = loaded
+
+    def collect(self):
+        calls = CounterMetricFamily("modelgov_scoring_coalesced_calls", "Model calls shared by "
+                                    "concurrent requests", labels=["model", "version"])
+        rows = CounterMetricFamily("modelgov_scoring_coalesced_rows", "Rows decided by those calls",
+                                   labels=["model", "version"])
+        for loaded in self.loaded():
+            if loaded.coalescer is not None:
+                labels = [loaded.model, str(loaded.version)]
+                calls.add_metric(labels, loaded.coalescer.calls)
+                rows.add_metric(labels, loaded.coalescer.rows)
+        yield calls
+        yield rows

@@ -370,6 +370,9 @@ class ModelLoader:
     def cached(self, model: str, version: int) -> LoadedModel | None:
         return self._cache.get((model, version))
 
+    def loaded(self) -> list[LoadedModel]:
+        return list(self._cache.values())
+
     def has_room(self) -> bool:
         """True while a load would evict nothing."""
         return len(self._cache) < self.capacity

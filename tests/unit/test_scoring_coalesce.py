@@ -101,3 +101,28 @@ def test_the_lr_fast_path_gives_every_row_its_one_row_score_in_any_batch(data):
     for size in (1, 2, 7, 16, 64):
         batched = np.concatenate([fast.scores(x[i:i + size]) for i in range(0, len(x), size)])
         assert np.array_equal(batched, alone), size
+
+
+def test_shared_calls_and_their_rows_are_on_the_metrics_page():
+    from types import SimpleNamespace
+
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    from services.scoring.metrics import ScoringMetrics
+
+    registry = CollectorRegistry()
+    metrics = ScoringMetrics(registry)
+    coalescer = Coalescer(lambda rows: list(rows))
+    loaded = [SimpleNamespace(model="fraud", version=3, coalescer=coalescer),
+              SimpleNamespace(model="credit", version=1, coalescer=None)]
+    metrics.watch_coalescing(lambda: loaded)
+
+    async def scenario():
+        await asyncio.gather(coalescer.decide([1]), coalescer.decide([2, 3]))
+        await coalescer.decide([4])
+
+    asyncio.run(scenario())
+    page = generate_latest(registry).decode()
+    assert 'modelgov_scoring_coalesced_calls_total{model="fraud",version="3"} 2.0' in page
+    assert 'modelgov_scoring_coalesced_rows_total{model="fraud",version="3"} 4.0' in page
+    assert 'model="credit"' not in page
