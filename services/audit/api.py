@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Request
+from nats.errors import Error as NatsError
 
 from contracts.audit.api import (
     ChainVerdict,
@@ -127,6 +128,9 @@ async def replay_streams(request: Request, _who: Admin) -> ReplayReport:
         results = [await replayer.rebuild(js, _store(request), url, s) for s in STREAMS]
     except replay.ReplayFailed as exc:
         raise Problem(503, "Service Unavailable", f"{exc}; run the replay again") from exc
+    except (NatsError, TimeoutError) as exc:  # the stream read broke off (NATS restarting, say)
+        raise Problem(503, "Service Unavailable", f"reading the streams failed ({exc!r}); run the "
+                                                  f"replay again") from exc
     seconds = time.perf_counter() - started
     total = sum(r["rebuilt_count"] for r in results)
     return ReplayReport(

@@ -62,30 +62,36 @@ class ReplayWorker:
             self._ready = True
         return self._conn
 
-    def close(self) -> None:
+    def close(self, graceful: bool = True) -> None:
+        """Stop the builder: between jobs, by asking it; otherwise (a replay broke off in the
+        middle, so it still waits for that job's batches) by killing it."""
         if self._process is None:
             return
-        if self._process.is_alive():
+        if graceful and self._process.is_alive():
             try:
                 self._conn.send(None)
             except OSError:
                 pass
             self._process.join(5)
-            if self._process.is_alive():
-                self._process.kill()
+        if self._process.is_alive():
+            self._process.kill()
+            self._process.join(5)
         self._conn.close()
         self._process = self._conn = None
 
     async def rebuild(self, js: JetStreamContext, live: AuditStore, fresh_url: str,
                       stream: str) -> dict:
         """Replay `stream` from its first message into the store at `fresh_url` (migrated,
-        empty), up to where `live` has read it."""
+        empty), up to where `live` has read it. A replay that fails part-way (NATS gone, the
+        builder dead, cancelled) discards the builder: the next replay starts a fresh one."""
         async with self._lock:
             try:
                 return await self._rebuild(js, live, fresh_url, stream)
-            except (EOFError, OSError) as exc:
-                self.close()
-                raise ReplayFailed(f"the replay builder stopped during {stream}: {exc!r}") from exc
+            except BaseException as exc:
+                self.close(graceful=False)
+                if isinstance(exc, EOFError | OSError):
+                    raise ReplayFailed(f"the replay builder stopped during {stream}: {exc!r}") from exc
+                raise
 
     async def _rebuild(self, js: JetStreamContext, live: AuditStore, fresh_url: str,
                        stream: str) -> dict:

@@ -27,14 +27,14 @@ class ScoringMetrics:
                                "Events written to the outbox because JetStream did not ack in time",
                                ["model"], registry=registry)
         self._refused: dict[tuple[str, str], int] = {}
-        self._loaded: Callable[[], Iterable[Any]] = tuple
-        registry.register(_Coalescing(lambda: self._loaded()))
+        self._coalescing = _Coalescing()
+        registry.register(self._coalescing)
         self.shadows = Counter("modelgov_scoring_shadow_predictions_total", "Shadow predictions",
                                ["model", "version", "outcome"], registry=registry)
 
     def watch_coalescing(self, loaded: Callable[[], Iterable[Any]]) -> None:
         """`loaded()`: the versions in the cache; their coalescers' counts are read at scrape."""
-        self._loaded = loaded
+        self._coalescing.loaded = loaded
 
     def refused(self, model: str, reason: str) -> None:
         """A score request refused or failed: counted for Prometheus, and tallied for the next
@@ -62,8 +62,7 @@ class _Coalescing:
     """Model calls shared by concurrent requests (coalesce.py), per loaded version: rows per call
     = rows / calls. Read at scrape time; a version's counts start again when it is reloaded."""
 
-    def __init__(self, loaded: Callable[[], Iterable[Any]]) -> None:
-        self.loaded = loaded
+    loaded: Callable[[], Iterable[Any]] = tuple  # until the app's loader exists
 
     def collect(self):
         calls = CounterMetricFamily("modelgov_scoring_coalesced_calls", "Model calls shared by "

@@ -112,6 +112,33 @@ def test_the_warm_replay_builder_serves_replay_after_replay_and_is_replaced_when
         [s["rebuilt_head"] for s in first["streams"]]
 
 
+def test_a_replay_broken_off_part_way_leaves_no_half_job_for_the_next_one(
+    nats_server, audit, monkeypatch
+):
+    from nats.errors import TimeoutError as NatsTimeout
+
+    from services.audit import replay
+
+    publish_events(nats_server.url, [model_created(f"m{i:03d}") for i in range(30)])
+    wait_for(lambda: len(chained_ids(audit)) == 30)
+    reader = replay.read_batches
+
+    async def one_batch_then_nats_goes(*args, **kwargs):
+        async for batch in reader(*args, **kwargs):
+            yield batch[:10]
+            raise NatsTimeout
+
+    # act: the stream read fails after the builder got its first batch
+    monkeypatch.setattr(replay, "read_batches", one_batch_then_nats_goes)
+    broken = audit.post("/v1/audit/replay", headers=bearer("admin"))
+    assert broken.status_code == 503 and "run the replay again" in broken.json()["detail"]
+    monkeypatch.setattr(replay, "read_batches", reader)
+    # check: the next replay gets a builder with no job half done, and the heads match
+    report = audit.post("/v1/audit/replay", headers=bearer("admin"))
+    assert report.status_code == 200, report.text
+    assert report.json()["ok"] and report.json()["streams"][0]["rebuilt_count"] == 30
+
+
 def test_the_consumer_killed_mid_batch_resumes_without_gap_or_duplicate(
     nats_server, db_url, tmp_path
 ):

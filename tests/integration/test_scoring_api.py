@@ -414,10 +414,20 @@ def test_the_score_route_continues_the_callers_trace_and_counts_in_http_metrics(
     [event] = [e for e in decisions(nats_server.url) if e["id"] == response.json()["decision_id"]]
     assert event["data"]["trace_id"] == trace_id and event["traceparent"].split("-")[1] == trace_id
     assert event["correlationid"] == "loan-file-77"
+    # check: what the lean handler hands on gets the framework's own answers, and decides nothing
+    body = json.dumps({"entity_id": "app-handed-on", "features": SAFE})
+    as_text = scoring.post(f"/v1/score/{MODEL}", content=body,
+                           headers={**headers, "content-type": "text/plain"})
+    assert as_text.status_code == 422 and as_text.headers["content-type"] == "application/problem+json"
+    wrong_role = scoring.post(f"/v1/score/{MODEL}", content=body,
+                              headers={**bearer("regulator"), "content-type": "application/json"})
+    assert wrong_role.status_code == 403 and "scoring_client" in wrong_role.json()["detail"]
+    time.sleep(0.3)
+    assert not [e for e in decisions(nats_server.url) if e["data"]["entity_id"] == "app-handed-on"]
     # check: counted under its route, as every other route is, errors included
     scoring.post(f"/v1/score/{MODEL}", headers=headers, json={"entity_id": "x", "features": {}})
     scoring.post("/v1/score/no-such-model", headers=headers, json={"entity_id": "x", "features": SAFE})
     metrics = scoring.get("/metrics").text
-    for status in ("200", "404", "422"):
+    for status, count in (("200", 1), ("403", 1), ("404", 1), ("422", 2)):
         assert ('modelgov_http_requests_total{method="POST",route="/v1/score/{model}",'
-                f'service="scoring",status="{status}"}} 1.0') in metrics, status
+                f'service="scoring",status="{status}"}} {count}.0') in metrics, status
