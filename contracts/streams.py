@@ -17,13 +17,12 @@ class StreamSpec:
     name: str
     subjects: tuple[str, ...]
     max_age_seconds: float  # 0 keeps messages forever
-    atomic_batches: bool = False  # accepts atomic batch publishes (services/runtime/batch_publish.py)
 
 
 def stream_specs(decision_retention_seconds: float = DECISION_RETENTION_SECONDS) -> list[StreamSpec]:
     return [
         StreamSpec(GOVERNANCE, ("gov.>",), 0),
-        StreamSpec(DECISIONS, ("dec.>",), decision_retention_seconds, atomic_batches=True),
+        StreamSpec(DECISIONS, ("dec.>",), decision_retention_seconds),
     ]
 
 

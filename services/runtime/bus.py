@@ -134,5 +134,4 @@ def stream_config(spec: StreamSpec, settings: Settings) -> api.StreamConfig:
         max_age=spec.max_age_seconds,
         duplicate_window=settings.nats_duplicate_window_seconds,
         num_replicas=settings.nats_stream_replicas,
-        allow_atomic=spec.atomic_batches,
     )

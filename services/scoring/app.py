@@ -35,7 +35,6 @@ def create_app(settings: Settings | None = None,
         metrics = app.state.scoring_metrics
         recorder = Recorder(runtime, metrics)
         runtime.extras["recorder"] = recorder
-        metrics.watch_batches(recorder.publisher)
         deployments = api.DeploymentCache(runtime.engine, settings.scoring_deployment_ttl_seconds)
         runtime.extras["deployments"] = deployments
         loader = ModelLoader(settings, metrics, recorder.artifact_rejected, registry_transport)

@@ -1,8 +1,7 @@
 """What scoring publishes, and how a decision becomes durable before its response leaves.
 
 Decisions and shadow predictions go to JetStream directly (`dec.<model>.<verb>`, Nats-Msg-Id =
-event id) and the response waits for the PubAck; the events of concurrent requests travel as one
-atomic batch (services/runtime/batch_publish.py). When NATS is unreachable, or the ack does not
+event id) and the response waits for the PubAck. When NATS is unreachable, or the ack does not
 come within `scoring_publish_timeout_seconds`, the same event (same id) is committed to the
 outbox instead and the relay publishes it later: a publish that did land after all is dropped by
 the server's duplicate window, and by consumers' processed-id check after that. Deployment
@@ -47,7 +46,6 @@ from contracts.scoring.events import (
     ShadowPredictionMade,
 )
 from contracts.streams import GOVERNANCE, subject_for
-from services.runtime.batch_publish import BatchPublisher, Outgoing
 from services.runtime.bus import Bus, BusUnavailable
 from services.runtime.causes import Cause
 from services.runtime.outbox import enqueue
@@ -89,20 +87,32 @@ class Recorder:
     def __init__(self, runtime: Runtime, metrics: ScoringMetrics) -> None:
         self.runtime = runtime
         self.metrics = metrics
-        # Concurrent requests' events share one atomic batch, one fsync and one ack.
-        self.publisher = BatchPublisher(runtime.bus, runtime.settings.scoring_publish_timeout_seconds)
+        self.timeout = runtime.settings.scoring_publish_timeout_seconds
 
     async def durable(self, events: list[CloudEvent], model: str) -> None:
         """Return only once every event is acked by JetStream or committed to the outbox."""
-        if self.runtime.bus.connected:
-            acked = await self.publisher.publish([_outgoing(e, model) for e in events])
-            unacked = [e for e, ok in zip(events, acked, strict=True) if not ok]
+        if self.runtime.bus.connected and len(events) == 1:  # one decision: no tasks to gather
+            unacked = [] if await self._acked(events[0], model) else events
+        elif self.runtime.bus.connected:
+            results = await asyncio.gather(*(self._acked(e, model) for e in events))
+            unacked = [e for e, acked in zip(events, results, strict=True) if not acked]
         else:
             unacked = list(events)
         if unacked:
             await asyncio.to_thread(self._spool, unacked, model)
             self.metrics.spooled.labels(model).inc(len(unacked))
             self.notify()
+
+    async def _acked(self, made: CloudEvent, model: str) -> bool:
+        """Whether JetStream acked the event within the timeout (else it goes to the outbox)."""
+        subject = subject_for(made.type, model)
+        headers = {"traceparent": made.traceparent} if made.traceparent else None
+        try:
+            await self.runtime.bus.publish(subject, made.canonical_bytes(), made.id, headers,
+                                           timeout=self.timeout)
+        except Exception:  # noqa: BLE001 - no ack, whatever the reason: the outbox keeps it
+            return False
+        return True
 
     def _spool(self, events: list[CloudEvent], model: str) -> None:
         with self.runtime.engine.begin() as conn:
@@ -122,11 +132,6 @@ class Recorder:
     def notify(self) -> None:
         if self.runtime.relay is not None:
             self.runtime.relay.notify()
-
-
-def _outgoing(made: CloudEvent, model: str) -> Outgoing:
-    headers = {"traceparent": made.traceparent} if made.traceparent else None
-    return Outgoing(subject_for(made.type, model), made.canonical_bytes(), made.id, headers)
 
 
 # -- what scoring consumes ----------------------------------------------------------------------

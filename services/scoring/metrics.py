@@ -29,18 +29,12 @@ class ScoringMetrics:
         self._refused: dict[tuple[str, str], int] = {}
         self._coalescing = _Coalescing()
         registry.register(self._coalescing)
-        self._batches = _Batches()
-        registry.register(self._batches)
         self.shadows = Counter("modelgov_scoring_shadow_predictions_total", "Shadow predictions",
                                ["model", "version", "outcome"], registry=registry)
 
     def watch_coalescing(self, loaded: Callable[[], Iterable[Any]]) -> None:
         """`loaded()`: the versions in the cache; their coalescers' counts are read at scrape."""
         self._coalescing.loaded = loaded
-
-    def watch_batches(self, publisher: Any) -> None:
-        """`publisher`: the Recorder's BatchPublisher; its counts are read at scrape."""
-        self._batches.publisher = publisher
 
     def refused(self, model: str, reason: str) -> None:
         """A score request refused or failed: counted for Prometheus, and tallied for the next
@@ -82,21 +76,3 @@ class _Coalescing:
                 rows.add_metric(labels, loaded.coalescer.rows)
         yield calls
         yield rows
-
-
-class _Batches:
-    """Decision events published in atomic batches (runtime/batch_publish.py): events per batch =
-    events / batches. Events published alone, or spooled, are not counted here."""
-
-    publisher: Any = None
-
-    def collect(self):
-        batches = CounterMetricFamily("modelgov_scoring_publish_batches",
-                                      "Atomic batches of events acked by JetStream")
-        events = CounterMetricFamily("modelgov_scoring_publish_batched_events",
-                                     "Events in those batches")
-        if self.publisher is not None:
-            batches.add_metric([], self.publisher.batches)
-            events.add_metric([], self.publisher.batched)
-        yield batches
-        yield events
