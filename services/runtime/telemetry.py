@@ -10,6 +10,7 @@ from opentelemetry import context, trace
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter
+from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ALWAYS_ON, ParentBased, Sampler
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from services.runtime.settings import Settings
@@ -24,7 +25,8 @@ def setup_tracing(settings: Settings, service: str) -> None:
     (tests, a host application) is kept."""
     if isinstance(trace.get_tracer_provider(), TracerProvider):
         return
-    provider = TracerProvider(resource=Resource.create({"service.name": f"modelgov-{service}"}))
+    provider = TracerProvider(resource=Resource.create({"service.name": f"modelgov-{service}"}),
+                              sampler=sampler_for(settings.otel_exporter))
     if settings.otel_exporter == "console":
         provider.add_span_processor(BatchSpanProcessor(ConsoleSpanExporter()))
     elif settings.otel_exporter == "otlp":
@@ -32,6 +34,13 @@ def setup_tracing(settings: Settings, service: str) -> None:
 
         provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(settings.otel_endpoint)))
     trace.set_tracer_provider(provider)
+
+
+def sampler_for(exporter: str) -> Sampler:
+    """With no exporter, spans are not recorded (a request's server span costs ~60 µs recorded,
+    ~20 µs not), yet each still has a trace id, which events carry; a caller's sampled trace is
+    still recorded, so its sampled flag travels on."""
+    return ParentBased(ALWAYS_OFF if exporter == "none" else ALWAYS_ON)
 
 
 def link_to(traceparent: str | None, **attributes) -> trace.Link | None:

@@ -12,8 +12,6 @@ from collections import Counter
 
 import pytest
 from fastapi.testclient import TestClient
-from opentelemetry import trace
-from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
@@ -108,13 +106,9 @@ def test_registering_50_versions_while_nats_is_down_loses_and_duplicates_nothing
 
 
 @pytest.fixture(scope="module")
-def spans():
+def spans(tracer_provider):
     exporter = InMemorySpanExporter()
-    provider = trace.get_tracer_provider()
-    if not isinstance(provider, TracerProvider):
-        provider = TracerProvider()
-        trace.set_tracer_provider(provider)
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    tracer_provider.add_span_processor(SimpleSpanProcessor(exporter))
     yield exporter
 
 
