@@ -676,6 +676,19 @@ def machine() -> dict:
             "platform": platform.platform(), "load_average_at_start": [round(x, 2) for x in os.getloadavg()]}
 
 
+def fsync_publish_rate(work: Path) -> dict:
+    """What this disk allows now: JetStream publishes per second with an fsync per write (async,
+    pipelined, as bench.audit_ingest measures it), the ceiling on decisions recorded per second
+    on one stream. Taken before and after the cells: this VM's disk speed drifts."""
+    from bench.audit_ingest import events, publish_all
+
+    server = NatsServer(work / f"fsync-probe-{time.monotonic_ns()}", sync_always=True).start()
+    try:
+        return asyncio.run(publish_all(server.url, events(3000)))
+    finally:
+        server.stop()
+
+
 def code_state() -> dict:
     """The commit measured, and whether the scoring service had uncommitted changes then."""
     def git(*args: str) -> str:
@@ -721,6 +734,10 @@ def print_table(doc: dict) -> None:
         print(f"{c['model']:<10} {c['concurrency']:>3}  {c['server']:<9} {c['req_per_s']:>8.1f} "
               f"{c['p50_ms'] or 0:>8.2f} {c['p99_ms'] or 0:>8.2f} {c['errors']:>6} "
               f"{c['server_cpu_ms_per_request']:>14.3f} {c['client_cpu_ms_per_request'] or 0:>14.3f}")
+    m = doc["machine"]
+    print(f"JetStream publishes/s with an fsync per write on this disk (the ceiling on recorded "
+          f"decisions): {m['jetstream_fsync_publish_at_start']['events_per_second']:,.0f} before, "
+          f"{m['jetstream_fsync_publish_at_end']['events_per_second']:,.0f} after the cells")
     mg = doc["modelgov"]
     if "error" in mg:
         print(f"\nmodelgov not measured: {mg['error'][:400]}")
@@ -766,6 +783,7 @@ def main(args) -> dict:
             "mlserver": "records no decisions",
         },
     }
+    doc["machine"]["jetstream_fsync_publish_at_start"] = fsync_publish_rate(work)
     print(f"training models (seed {args.seed}) in {work}", flush=True)
     trained, request_rows = train(args.seed)
     repo = save(trained, work, args.mlserver_max_batch_size, args.mlserver_max_batch_time)
@@ -827,6 +845,7 @@ def main(args) -> dict:
     doc["cells"] = cells
     doc["target_2x"] = targets(cells)
     doc["machine"]["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
+    doc["machine"]["jetstream_fsync_publish_at_end"] = fsync_publish_rate(work)
     shutil.rmtree(work, ignore_errors=True)
     return doc
 
