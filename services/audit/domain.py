@@ -76,31 +76,23 @@ class Batch:
     last_seq: int = 0
 
 
-class Inspected(NamedTuple):
-    """What the chain keeps of an event besides its bytes."""
-
-    event_id: str
-    type: str
-    subject: str
-    time: datetime
-    actor: str
-    traceparent: str | None
-
-
-Inspection = tuple | str | None  # see inspect()
+# What the chain keeps of an event besides its bytes: (event_id, type, subject, time, actor,
+# traceparent), a plain tuple, since on replay it crosses a pipe; or the reason a message is not
+# an event; or None for a dead letter. See inspect().
+Inspection = tuple[str, str, str, datetime, str, str | None] | str | None
 
 
 def inspect(msg: Message) -> Inspection:
     """What a message is to the chain, from its bytes alone: None for a dead letter (they share
-    the stream but are reports, not events), the reason it is not an event, or its Inspected
-    fields. Pure, so it may be computed in any process (replay shares it between two)."""
+    the stream but are reports, not events), the reason it is not an event, or the fields the
+    chain keeps. Pure, so it may be computed in any process (replay shares it between two)."""
     if msg.subject.startswith(DEADLETTER_PREFIX):
         return None
     try:
         event = parse_event(msg.payload)
     except (ValidationError, ValueError) as exc:
         return f"not a modelgov CloudEvent: {_first_error(exc)}"
-    return Inspected(event.id, event.type, event.subject, event.time, event.actor, event.traceparent)
+    return event.id, event.type, event.subject, event.time, event.actor, event.traceparent
 
 
 def plan(head: ChainHead, messages: Sequence[Message], chained_ids: set[str],

@@ -109,8 +109,7 @@ class ReplayWorker:
                                [m.payload for m in messages]]
                     batches += 1
                     if batches % INSPECT_EVERY == 0:  # see INSPECT_EVERY
-                        columns.append([v if v is None or type(v) is str else tuple(v)
-                                        for v in map(inspect, messages)])
+                        columns.append(list(map(inspect, messages)))
                     await asyncio.to_thread(conn.send, columns)
                     sent = messages[-1].stream_seq
                 break
