@@ -105,9 +105,8 @@ async def publish_all(url: str, items) -> dict:
 
 async def nats_read_only(url: str, n: int) -> dict:
     nc = await nats.connect(url)
-    js = nc.jetstream()
     t, seen = time.perf_counter(), 0
-    async for batch in read_batches(js, GOVERNANCE, 1, until_seq=n):
+    async for batch in read_batches(nc, GOVERNANCE, 1, until_seq=n):
         seen += len(batch)
     result = rate(seen, time.perf_counter() - t)
     await nc.close()
@@ -117,10 +116,9 @@ async def nats_read_only(url: str, n: int) -> dict:
 async def nats_ingest(url: str, store: AuditStore, n: int) -> dict:
     """The live path: ordered consumer → plan → append, until n events are chained."""
     nc = await nats.connect(url)
-    js = nc.jetstream()
     ingestor = Ingestor(store, GOVERNANCE)
     t = time.perf_counter()
-    async for batch in read_batches(js, GOVERNANCE, 1, until_seq=n):
+    async for batch in read_batches(nc, GOVERNANCE, 1, until_seq=n):
         await ingestor.ingest(batch)
     await ingestor.flush()
     result = rate(ingestor.appended, time.perf_counter() - t)
@@ -132,12 +130,11 @@ async def replay(url: str, live: AuditStore, fresh_url: str) -> dict:
     """POST /v1/audit/replay's work for one stream; the builder process is warm, as the
     service starts it at start-up."""
     nc = await nats.connect(url)
-    js = nc.jetstream()
     worker = ReplayWorker()
     await worker.wait_ready()
     try:
         t = time.perf_counter()
-        report = await worker.rebuild(js, live, fresh_url, GOVERNANCE)
+        report = await worker.rebuild(nc, live, fresh_url, GOVERNANCE)
         seconds = time.perf_counter() - t
     finally:
         worker.close()

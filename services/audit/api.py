@@ -113,7 +113,7 @@ async def replay_streams(request: Request, _who: Admin) -> ReplayReport:
     """Rebuild both chains into a fresh store from each stream's first message; compare heads."""
     runtime = request.app.state.runtime
     try:
-        js = runtime.bus.jetstream()
+        nc = runtime.bus.client()
     except BusUnavailable as exc:
         raise Problem(503, "Service Unavailable",
                       f"{exc}; replay reads the streams, retry later") from exc
@@ -125,7 +125,7 @@ async def replay_streams(request: Request, _who: Admin) -> ReplayReport:
     started = time.perf_counter()
     replayer = runtime.extras["replayer"]
     try:
-        results = [await replayer.rebuild(js, _store(request), url, s) for s in STREAMS]
+        results = [await replayer.rebuild(nc, _store(request), url, s) for s in STREAMS]
     except replay.ReplayFailed as exc:
         raise Problem(503, "Service Unavailable", f"{exc}; run the replay again") from exc
     except (NatsError, TimeoutError) as exc:  # the stream read broke off (NATS restarting, say)

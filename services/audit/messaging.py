@@ -4,19 +4,20 @@ The store is its own cursor (audit_cursor, same transaction as the entries), so 
 an ordered, ephemeral JetStream consumer started at the store's last sequence + 1: a crash or a
 NATS outage resumes exactly where the committed chain ends, and chain order is stream order.
 (A durable consumer with acks would redeliver a lost message after later ones, out of order.)
+The deliveries come through services.runtime.jetstream_reader, four to five times cheaper per
+message than nats-py's subscription: reading was most of the audit's CPU.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections import deque
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
-from nats.aio.msg import Msg
+from nats.aio.client import Client
 from nats.errors import Error as NatsError
-from nats.js import JetStreamContext, api
+from nats.js import JetStreamContext
 from nats.js.errors import NotFoundError
 from opentelemetry.trace import SpanKind
 
@@ -24,13 +25,13 @@ from contracts.streams import deadletter_subject, stream_specs
 from services.audit.domain import Batch, ChainHead, Message, plan
 from services.audit.store import AuditStore
 from services.runtime.bus import Bus, BusUnavailable
+from services.runtime.jetstream_reader import OrderedReader
 from services.runtime.telemetry import link_to, tracer
 
 log = logging.getLogger(__name__)
 
 CONSUMER_NAME = "audit"
 BATCH = 1000
-QUEUE_LIMIT = 4 * BATCH
 LINGER_STEPS, LINGER_STEP_SECONDS = 4, 0.005  # at most 20 ms added to an event's way in
 IDLE_CHECK_SECONDS = 5.0
 
@@ -44,7 +45,7 @@ class Gap(RuntimeError):
 
 
 async def read_batches(
-    js: JetStreamContext, stream: str, start_seq: int, until_seq: int | None = None,
+    nc: Client, stream: str, start_seq: int, until_seq: int | None = None,
     batch: int = BATCH, idle_check=None,
 ) -> AsyncIterator[list[Message]]:
     """Yield the stream's messages from `start_seq` (to `until_seq`) in order, in batches.
@@ -52,60 +53,28 @@ async def read_batches(
     Every stream sequence is accounted for: a jump that is not a deleted message raises Gap, so
     a message lost between server and client can never leave a hole in a chain.
     """
-    # A deque and two events cost a fraction of an asyncio.Queue per message; the callback
-    # waits when the buffer is full, and nats-py then holds back flow control, pausing the server.
-    buffer: deque = deque()
-    arrived, drained = asyncio.Event(), asyncio.Event()
-
-    async def on_msg(msg) -> None:
-        buffer.append(msg)
-        arrived.set()
-        if len(buffer) >= QUEUE_LIMIT:
-            drained.clear()
-            await drained.wait()
-
-    config = api.ConsumerConfig(deliver_policy=api.DeliverPolicy.BY_START_SEQUENCE,
-                                opt_start_seq=max(start_seq, 1))
-    sub = await js.subscribe(stream_filter(stream), stream=stream, cb=on_msg, ordered_consumer=True,
-                             config=config, idle_heartbeat=1.0)
+    js = nc.jetstream()
     expected = None if start_seq <= 1 else start_seq  # a stream may begin past 1 (retention)
-    try:
+    async with OrderedReader(nc, stream, stream_filter(stream), start_seq) as reader:
         while True:
-            if not buffer:
-                arrived.clear()
-                try:
-                    await asyncio.wait_for(arrived.wait(), IDLE_CHECK_SECONDS)
-                except TimeoutError:
-                    if idle_check is not None:
-                        await idle_check()
-                    continue
             # Linger briefly for a full batch: each commit fsyncs, so few large ones beat many.
-            for _ in range(LINGER_STEPS):
-                if len(buffer) >= batch:
-                    break
-                await asyncio.sleep(LINGER_STEP_SECONDS)
+            deliveries = await reader.take(batch, IDLE_CHECK_SECONDS, LINGER_STEPS,
+                                           LINGER_STEP_SECONDS)
+            if not deliveries:
+                if idle_check is not None:
+                    await idle_check()
+                continue
             out = []
-            for _ in range(min(batch, len(buffer))):
-                m = buffer.popleft()
-                seq = _stream_seq(m.reply)
+            for seq, subject, payload in deliveries:
                 if expected is not None and seq > expected:
                     await _check_deleted(js, stream, expected, seq)
                 expected = seq + 1
                 if until_seq is None or seq <= until_seq:
-                    out.append(Message(stream, seq, m.subject, m.data))
-            drained.set()
+                    out.append(Message(stream, seq, subject, payload))
             if out:
                 yield out
             if until_seq is not None and expected > until_seq:
                 return
-    finally:
-        await sub.unsubscribe()
-
-
-def _stream_seq(reply: str) -> int:
-    """The stream sequence from a JetStream reply subject, without building nats-py's Metadata."""
-    tokens = reply.split(".")
-    return int(tokens[5] if len(tokens) == 9 else tokens[Msg.Ack.StreamSeq])
 
 
 async def _check_deleted(js: JetStreamContext, stream: str, first: int, upto: int) -> None:
@@ -201,7 +170,8 @@ class LiveConsumer:
                 # A fresh ingestor re-reads the chain's head from the store on every (re)start.
                 ingestor = Ingestor(self.store, self.stream, self.bus)
                 await self.bus.wait_ready()
-                js = self.bus.jetstream()
+                nc = self.bus.client()
+                js = nc.jetstream()
                 start = await asyncio.to_thread(self.store.cursor, self.stream) + 1
 
                 async def idle_check(js=js) -> None:
@@ -210,7 +180,7 @@ class LiveConsumer:
                     if info.state.last_seq > done:
                         raise Stalled(f"{self.stream} at {info.state.last_seq}, chain at {done}")
 
-                async for messages in read_batches(js, self.stream, start, idle_check=idle_check):
+                async for messages in read_batches(nc, self.stream, start, idle_check=idle_check):
                     await ingestor.ingest(messages)
             except asyncio.CancelledError:
                 raise

@@ -1,7 +1,7 @@
 """Replay: rebuild a stream's chain into a fresh store and compare heads with the live one.
 
-The work splits over two processes: this one reads the stream (nats-py's delivery is most of a
-core), a child plans and writes the chain into the fresh store, so each gets a core of its own.
+The work splits over two processes: this one reads the stream and validates each message, a
+child chains and writes them into the fresh store, so each gets a core of its own.
 Both run the same planning code as the live consumer, so the same stream gives the same chain.
 """
 
@@ -13,7 +13,7 @@ import multiprocessing
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 
-from nats.js import JetStreamContext
+from nats.aio.client import Client
 
 from services.audit import builder
 from services.audit.domain import ChainHead, inspect
@@ -21,10 +21,6 @@ from services.audit.messaging import Gap, read_batches
 from services.audit.store import AuditStore
 
 log = logging.getLogger(__name__)
-# The builder (validate, chain, insert) is the slower of the two processes, and this one waits on
-# it: this one inspects every INSPECT_EVERY-th batch itself (validation is pure: the same verdict
-# in either process) and sends the verdicts along. Measured: a quarter of the child's work.
-INSPECT_EVERY = 2
 
 
 class ReplayFailed(RuntimeError):
@@ -79,38 +75,35 @@ class ReplayWorker:
         self._conn.close()
         self._process = self._conn = None
 
-    async def rebuild(self, js: JetStreamContext, live: AuditStore, fresh_url: str,
+    async def rebuild(self, nc: Client, live: AuditStore, fresh_url: str,
                       stream: str) -> dict:
         """Replay `stream` from its first message into the store at `fresh_url` (migrated,
         empty), up to where `live` has read it. A replay that fails part-way (NATS gone, the
         builder dead, cancelled) discards the builder: the next replay starts a fresh one."""
         async with self._lock:
             try:
-                return await self._rebuild(js, live, fresh_url, stream)
+                return await self._rebuild(nc, live, fresh_url, stream)
             except BaseException as exc:
                 self.close(graceful=False)
                 if isinstance(exc, EOFError | OSError):
                     raise ReplayFailed(f"the replay builder stopped during {stream}: {exc!r}") from exc
                 raise
 
-    async def _rebuild(self, js: JetStreamContext, live: AuditStore, fresh_url: str,
+    async def _rebuild(self, nc: Client, live: AuditStore, fresh_url: str,
                        stream: str) -> dict:
         live_seq, live_head = await asyncio.to_thread(live.snapshot, stream)
-        info = await js.stream_info(stream)
+        info = await nc.jetstream().stream_info(stream)
         until = min(live_seq, info.state.last_seq)
         conn = await self.wait_ready()
         conn.send((fresh_url, stream))
-        sent = batches = 0
+        sent = 0
         while until >= max(info.state.first_seq, 1) and sent < until:
             try:
-                async for messages in read_batches(js, stream, sent + 1, until_seq=until):
-                    # Columns pickle in a fraction of the time a list of tuples takes.
-                    columns = [[m.stream_seq for m in messages], [m.subject for m in messages],
-                               [m.payload for m in messages]]
-                    batches += 1
-                    if batches % INSPECT_EVERY == 0:  # see INSPECT_EVERY
-                        columns.append(list(map(inspect, messages)))
-                    await asyncio.to_thread(conn.send, columns)
+                async for messages in read_batches(nc, stream, sent + 1, until_seq=until):
+                    # Validation is pure, so this process does it (the builder has the insert)
+                    # and sends each message's verdict along.
+                    batch = builder.pack(messages, list(map(inspect, messages)))
+                    await asyncio.to_thread(conn.send, batch)
                     sent = messages[-1].stream_seq
                 break
             except Gap as exc:

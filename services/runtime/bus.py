@@ -94,6 +94,11 @@ class Bus:
             raise BusUnavailable(f"NATS is not reachable at {self.settings.nats_url}")
         return self.js
 
+    def client(self) -> Client:
+        """The connected client (for readers that open their own delivery connection)."""
+        self.jetstream()  # raises BusUnavailable when not connected
+        return self.nc
+
     async def publish(
         self, subject: str, payload: bytes, msg_id: str, headers: dict[str, str] | None = None,
         timeout: float = 5.0,

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 
+import pytest
+
 from services.audit.domain import GENESIS, ChainHead, ChainRow, Message, chain_hash, plan, verify
 from tests.factories import model_created
 
@@ -84,18 +86,23 @@ def test_chain_hash_is_sha256_of_raw_prev_hash_then_bytes():
     assert chain_hash(GENESIS, b"x") == hashlib.sha256(b"\0" * 32 + b"x").hexdigest()
 
 
-def test_verdicts_computed_elsewhere_give_the_same_plan():
-    """Replay's reader inspects some batches itself and sends the verdicts along."""
+@pytest.mark.parametrize("mixed", [False, True], ids=["events only", "with junk and a dead letter"])
+def test_a_batch_validated_by_the_replay_reader_chains_as_it_would_here(mixed):
+    """Replay's reader validates each message; the builder chains what crosses the pipe."""
     import pickle
 
+    from services.audit import builder
     from services.audit.domain import inspect
 
-    a, b = model_created("m-a"), model_created("m-b")
-    msgs = messages([a, b, a])
-    msgs.insert(1, Message("GOVERNANCE", 9, "gov.registry.model.created", b'{"oops": 1}'))
-    msgs.insert(2, Message("GOVERNANCE", 10, "gov.deadletter.audit", a.canonical_bytes()))
-    sent = pickle.loads(pickle.dumps(list(map(inspect, msgs))))  # as they cross the pipe
-    here, elsewhere = plan(ChainHead(), msgs, set()), plan(ChainHead(), msgs, set(), sent)
-    assert elsewhere.entries == here.entries and elsewhere.head == here.head
-    assert [r.reason for r in elsewhere.rejected] == [r.reason for r in here.rejected]
-    assert len(here.entries) == 2 and here.duplicates == 1 and len(here.rejected) == 1
+    events = [model_created(f"m-{i}") for i in range(5)]
+    msgs = messages([*events, events[0]])  # six: as many messages as a verdict has fields
+    if mixed:
+        msgs.insert(1, Message("GOVERNANCE", 9, "gov.registry.model.created", b'{"oops": 1}'))
+        msgs.insert(2, Message("GOVERNANCE", 10, "gov.deadletter.audit", msgs[0].payload))
+    sent = pickle.loads(pickle.dumps(builder.pack(msgs, list(map(inspect, msgs)))))
+    received, verdicts = builder.unpack("GOVERNANCE", sent)
+    here, there = plan(ChainHead(), msgs, set()), plan(ChainHead(), received, set(), verdicts)
+    assert received == msgs
+    assert there.entries == here.entries and there.head == here.head
+    assert [r.reason for r in there.rejected] == [r.reason for r in here.rejected]
+    assert len(here.entries) == 5 and here.duplicates == 1 and len(here.rejected) == int(mixed)
