@@ -19,14 +19,13 @@ from nats.aio.client import Client
 from nats.errors import Error as NatsError
 from nats.js import JetStreamContext
 from nats.js.errors import NotFoundError
-from opentelemetry.trace import SpanKind
 
 from contracts.streams import deadletter_subject, stream_specs
 from services.audit.domain import Batch, ChainHead, Message, plan
 from services.audit.store import AuditStore
 from services.runtime.bus import Bus, BusUnavailable
 from services.runtime.jetstream_reader import OrderedReader
-from services.runtime.telemetry import link_to, tracer
+from services.runtime.telemetry import batch_span
 
 log = logging.getLogger(__name__)
 
@@ -128,7 +127,8 @@ class Ingestor:
             await task
 
     async def _write(self, messages: list[Message], batch: Batch) -> None:
-        with _batch_span(self.stream, batch) as span:
+        linked = ((e.traceparent, {"messaging.message.id": e.event_id}) for e in batch.entries)
+        with batch_span(f"audit append {self.stream}", linked) as span:
             span.set_attribute("modelgov.audit.entries", len(batch.entries))
             batch = await asyncio.to_thread(self.store.append_planned, self.stream,
                                             self._committed, messages, batch)
@@ -145,15 +145,6 @@ class Ingestor:
         msg_id = f"deadletter-{CONSUMER_NAME}-{msg.stream}-{msg.stream_seq}"
         await self.bus.publish(deadletter_subject(CONSUMER_NAME), msg.payload, msg_id, headers)
         log.warning("dead-lettered %s seq %d: %s", msg.stream, msg.stream_seq, reason)
-
-
-def _batch_span(stream: str, batch: Batch):
-    """One consumer span per written batch, linked to each event's trace: a span per event would
-    cost more than chaining it."""
-    links = [link for e in batch.entries
-             if (link := link_to(e.traceparent, **{"messaging.message.id": e.event_id}))]
-    return tracer.start_as_current_span(f"audit append {stream}", kind=SpanKind.CONSUMER,
-                                        links=links)
 
 
 @dataclass

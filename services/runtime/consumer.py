@@ -18,7 +18,6 @@ from datetime import UTC, datetime
 from nats.errors import Error as NatsError
 from nats.errors import TimeoutError as NatsTimeout
 from nats.js import api
-from opentelemetry.trace import SpanKind
 from pydantic import ValidationError
 from sqlalchemy import Column, Connection, DateTime, Engine, MetaData, String, Table, select
 
@@ -26,7 +25,7 @@ from contracts.envelope import CloudEvent, parse_event
 from contracts.streams import deadletter_subject
 from services.runtime.bus import Bus, BusUnavailable
 from services.runtime.db import insert_rows, sqlite_time
-from services.runtime.telemetry import link_to, tracer
+from services.runtime.telemetry import batch_span
 
 log = logging.getLogger(__name__)
 
@@ -115,9 +114,8 @@ class DurableConsumer:
                                        if isinstance(exc, ValidationError) else str(exc))
         if not parsed:
             return
-        links = [link for _, e in parsed if (link := link_to(e.traceparent))]
-        with tracer.start_as_current_span(f"consume {self.stream} x{len(parsed)}",
-                                          kind=SpanKind.CONSUMER, links=links):
+        with batch_span(f"consume {self.stream} x{len(parsed)}",
+                        ((e.traceparent, {}) for _, e in parsed)):
             try:
                 await asyncio.to_thread(self._apply, [e for _, e in parsed])
             except Reject:

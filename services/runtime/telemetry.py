@@ -6,17 +6,24 @@ this module adds the exporter set-up and carries the context through events.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+
 from opentelemetry import context, trace
 from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace import SpanLimits, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter
 from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ALWAYS_ON, ParentBased, Sampler
+from opentelemetry.trace import SpanKind
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from services.runtime.settings import Settings
 
 _propagator = TraceContextTextMapPropagator()
 tracer = trace.get_tracer("modelgov")
+# A consumer's batch span links to every event in the batch (the audit's hold up to 1,000); the
+# SDK's default keeps 128 links and drops the rest.
+MAX_LINKS = 1000
 
 
 def setup_tracing(settings: Settings, service: str) -> None:
@@ -26,7 +33,8 @@ def setup_tracing(settings: Settings, service: str) -> None:
     if isinstance(trace.get_tracer_provider(), TracerProvider):
         return
     provider = TracerProvider(resource=Resource.create({"service.name": f"modelgov-{service}"}),
-                              sampler=sampler_for(settings.otel_exporter))
+                              sampler=sampler_for(settings.otel_exporter),
+                              span_limits=SpanLimits(max_links=MAX_LINKS))
     if settings.otel_exporter == "console":
         provider.add_span_processor(BatchSpanProcessor(ConsoleSpanExporter()))
     elif settings.otel_exporter == "otlp":
@@ -43,12 +51,19 @@ def sampler_for(exporter: str) -> Sampler:
     return ParentBased(ALWAYS_OFF if exporter == "none" else ALWAYS_ON)
 
 
-def link_to(traceparent: str | None, **attributes) -> trace.Link | None:
-    """A span link to the context an event carries: one batch span can name many events."""
-    if not traceparent:
-        return None
-    context = trace.get_current_span(context_from(traceparent)).get_span_context()
-    return trace.Link(context, attributes) if context.is_valid else None
+@contextmanager
+def batch_span(name: str, events: Iterable[tuple[str | None, dict]]) -> Iterator[trace.Span]:
+    """One consumer span for a batch, linked to the trace of each event in it, given as
+    (traceparent, link attributes). The links are made only once the span is known to be
+    recorded: reading a traceparent costs more than chaining its event, and an unrecorded span
+    would drop them (samplers that decide by links therefore do not see them)."""
+    with tracer.start_as_current_span(name, kind=SpanKind.CONSUMER) as span:
+        if span.is_recording():
+            for traceparent, attributes in events:
+                linked = trace.get_current_span(context_from(traceparent)).get_span_context()
+                if linked.is_valid:
+                    span.add_link(linked, attributes)
+        yield span
 
 
 def current_traceparent() -> str | None:

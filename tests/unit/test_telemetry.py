@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import re
 
+from opentelemetry import context
 from opentelemetry.sdk.trace import TracerProvider
 
-from services.runtime.telemetry import context_from, current_traceparent, sampler_for
+from services.runtime.telemetry import batch_span, context_from, current_traceparent, sampler_for
 
 TRACEPARENT = re.compile(r"00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})")
 CALLER = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
@@ -34,3 +35,29 @@ def test_with_an_exporter_every_span_is_recorded():
     for exporter in ("console", "otlp"):
         with tracer(exporter).start_as_current_span("root") as span:
             assert span.is_recording()
+
+
+def test_a_recorded_batch_span_links_to_the_trace_of_each_event_that_carries_one(tracer_provider):
+    other = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-00"
+    events = [(CALLER, {"messaging.message.id": "e1"}), (None, {}), ("not-a-traceparent", {}),
+              (other, {"messaging.message.id": "e4"})]
+    with batch_span("audit append GOVERNANCE", events) as span:
+        assert span.is_recording()
+    # check: one link per event with a valid traceparent, naming the event
+    assert [(link.context.trace_id, dict(link.attributes)) for link in span.links] == [
+        (int(CALLER.split("-")[1], 16), {"messaging.message.id": "e1"}),
+        (int(other.split("-")[1], 16), {"messaging.message.id": "e4"}),
+    ]
+
+
+def test_an_unrecorded_batch_span_does_not_read_the_events_traceparents(tracer_provider):
+    def events():
+        raise AssertionError("traceparents read for a span nobody records")
+        yield
+
+    unsampled = context.attach(context_from(CALLER[:-2] + "00"))  # within an unsampled trace
+    try:
+        with batch_span("audit append GOVERNANCE", events()) as span:
+            assert not span.is_recording()
+    finally:
+        context.detach(unsampled)
