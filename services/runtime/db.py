@@ -58,11 +58,17 @@ def utc(value: datetime) -> datetime:
 
 
 def sqlite_time(value: datetime) -> str:
-    """A time as SQLAlchemy stores it in SQLite (naive UTC ISO), for raw inserts read back through
-    a Table. Called per row on the audit's hot path, hence the shortcut for times already UTC."""
+    """A time as SQLAlchemy stores it in SQLite (naive UTC, its DATETIME storage format), for raw
+    inserts read back through a Table. Called per row on the audit's hot path: %-formatting takes
+    two thirds of isoformat()'s time (which goes through C's vsprintf, a sixth of a row's insert
+    in callgrind)."""
     if value.tzinfo is not UTC:
         value = value.astimezone(UTC)
-    return value.isoformat(" ", "microseconds")[:-6]  # without its "+00:00"
+    return _SQLITE_TIME % (value.year, value.month, value.day, value.hour, value.minute,
+                           value.second, value.microsecond)
+
+
+_SQLITE_TIME = "%04d-%02d-%02d %02d:%02d:%02d.%06d"
 
 
 SQLITE_ROWS_PER_INSERT = 250
