@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
+import os
 import shutil
 import tempfile
 import time
@@ -19,6 +20,7 @@ from pathlib import Path
 import nats
 
 from bench import report
+from bench.report import cpu_seconds
 from contracts.envelope import make_event, parse_event
 from contracts.registry.events import ModelCreated
 from contracts.streams import GOVERNANCE, subject_for
@@ -126,20 +128,26 @@ async def nats_ingest(url: str, store: AuditStore, n: int) -> dict:
     return result
 
 
-async def replay(url: str, live: AuditStore, fresh_url: str) -> dict:
+async def replay(server: NatsServer, live: AuditStore, fresh_url: str) -> dict:
     """POST /v1/audit/replay's work for one stream; the builder process is warm, as the
-    service starts it at start-up."""
-    nc = await nats.connect(url)
+    service starts it at start-up. Also: the CPU each process spent per event."""
+    nc = await nats.connect(server.url)
     worker = ReplayWorker()
     await worker.wait_ready()
+    pids = {"reading_process": os.getpid(), "builder_process": worker._process.pid,
+            "nats_server": server.proc.pid}
     try:
+        cpu = {name: cpu_seconds(pid, descendants=False) for name, pid in pids.items()}
         t = time.perf_counter()
         report = await worker.rebuild(nc, live, fresh_url, GOVERNANCE)
         seconds = time.perf_counter() - t
+        cpu = {name: cpu_seconds(pid, descendants=False) - cpu[name] for name, pid in pids.items()}
     finally:
         worker.close()
         await nc.close()
-    return {**rate(report["rebuilt_count"], seconds), "heads_match": report["match"]}
+    n = report["rebuilt_count"]
+    return {**rate(n, seconds), "heads_match": report["match"],
+            "cpu_us_per_event": {name: round(used / n * 1e6, 1) for name, used in cpu.items()}}
 
 
 async def main(n_ingest: int, n_replay: int) -> dict:
@@ -199,7 +207,7 @@ async def measure(work: Path, n_ingest: int, n_replay: int) -> dict:
         await nats_ingest(server.url, live, n_replay)
         fresh_url = f"sqlite:///{work / 'fresh.db'}"
         migrate.upgrade("audit", fresh_url)
-        result["replay_sqlite"] = await replay(server.url, live, fresh_url)
+        result["replay_sqlite"] = await replay(server, live, fresh_url)
     finally:
         server.stop()
         pg.cleanup()

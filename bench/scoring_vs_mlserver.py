@@ -32,6 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
+from bench.report import cpu_seconds
 from deploy.servers import NatsServer, binary, free_port, stop
 from services.monitoring.reference import build_profile
 
@@ -194,25 +195,6 @@ def write_bodies(path: Path, bodies: list[bytes]) -> Path:
 
 
 # -- process trees and CPU ------------------------------------------------------------------------
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU of a process and all its descendants, now."""
-    import psutil
-
-    try:
-        root = psutil.Process(pid)
-        procs = [root, *root.children(recursive=True)]
-    except psutil.NoSuchProcess:
-        return 0.0
-    total = 0.0
-    for p in procs:
-        try:
-            t = p.cpu_times()
-            total += t.user + t.system
-        except psutil.NoSuchProcess:
-            pass
-    return total
-
 
 def tail(path: Path, lines: int = 25) -> str:
     try:
