@@ -205,12 +205,14 @@ async def _connect(nc: Client, parser: FrameParser, inbox: bytes) -> _Delivery:
     url: ParseResult | None = nc.connected_url
     if url is None:
         raise DeliveryLost("the NATS client is not connected")
+    where = f"{url.hostname}:{url.port or 4222}"  # not url.netloc: it may hold a password
     loop = asyncio.get_running_loop()
     protocol = _Delivery(parser)
     try:
-        await loop.create_connection(lambda: protocol, url.hostname, url.port or 4222)
-    except OSError as exc:
-        raise DeliveryLost(f"cannot open a delivery connection to {url.netloc}: {exc}") from exc
+        await asyncio.wait_for(loop.create_connection(lambda: protocol, url.hostname,
+                                                      url.port or 4222), 5)
+    except (OSError, TimeoutError) as exc:
+        raise DeliveryLost(f"cannot open a delivery connection to {where}: {exc!r}") from exc
     options = {"verbose": False, "pedantic": False, "headers": True, "no_responders": True,
                "protocol": 1, "lang": "python3", "name": "modelgov-stream-reader"}
     if url.username and url.password:
@@ -230,5 +232,5 @@ async def _connect(nc: Client, parser: FrameParser, inbox: bytes) -> _Delivery:
     if not parser.pongs or parser.error or protocol.lost:
         protocol.transport.close()
         why = parser.error or protocol.lost or "no answer in 5 s"
-        raise DeliveryLost(f"{url.netloc} refused the delivery connection: {why}")
+        raise DeliveryLost(f"{where} refused the delivery connection: {why}")
     return protocol

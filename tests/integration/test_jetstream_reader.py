@@ -104,10 +104,14 @@ async def test_an_idle_stream_gives_an_empty_take_after_the_idle_time(nats_serve
 
 @dataclass
 class GuardedNats(NatsServer):
-    """A server that wants a user and password."""
+    """A server that wants a user and password (and may take only so many connections)."""
+
+    max_connections: int = 0
 
     def config_text(self) -> str:
-        return super().config_text() + 'authorization { user: "audit", password: "s3cret" }\n'
+        limit = f"max_connections: {self.max_connections}\n" if self.max_connections else ""
+        return (super().config_text() + limit
+                + 'authorization { user: "audit", password: "s3cret" }\n')
 
 
 async def test_the_credentials_in_the_client_url_open_the_delivery_connection(tmp_path):
@@ -117,6 +121,21 @@ async def test_the_credentials_in_the_client_url_open_the_delivery_connection(tm
         await fill(nc, 20)
         async with OrderedReader(nc, "T", "t.>", start_seq=1) as reader:
             assert len(await read_all(reader, until=20)) == 20
+        await nc.close()
+    finally:
+        server.stop()
+
+
+async def test_a_refused_delivery_connection_says_why_without_the_password(tmp_path):
+    server = GuardedNats(tmp_path / "nats", sync_always=False, max_connections=1).start()
+    try:
+        nc = await nats.connect(f"nats://audit:s3cret@127.0.0.1:{server.port}")
+        await fill(nc, 1)
+        # act: the reader's own connection would be the server's second
+        with pytest.raises(DeliveryLost, match="refused the delivery connection") as refused:
+            async with OrderedReader(nc, "T", "t.>", start_seq=1):
+                pass
+        assert "s3cret" not in str(refused.value) and "maximum connections" in str(refused.value)
         await nc.close()
     finally:
         server.stop()
