@@ -18,6 +18,12 @@ log = logging.getLogger(__name__)
 MSG_ID = api.Header.MSG_ID  # "Nats-Msg-Id": the server drops a repeat inside its window
 
 
+def without_credentials(url: str) -> str:
+    """A server URL fit for logs and error messages: a NATS URL may carry `user:password@`."""
+    scheme, sep, rest = url.rpartition("://")
+    return f"{scheme}{sep}{rest.rpartition('@')[2]}"
+
+
 class BusUnavailable(RuntimeError):
     """NATS is not reachable now; the caller keeps the work and retries later."""
 
@@ -28,6 +34,7 @@ class Bus:
     def __init__(self, settings: Settings, name: str) -> None:
         self.settings = settings
         self.name = name
+        self.address = without_credentials(settings.nats_url)  # for logs and error messages
         self.nc: Client | None = None
         self.js: JetStreamContext | None = None
         self._ready = asyncio.Event()
@@ -66,10 +73,10 @@ class Bus:
                 self.js = self.nc.jetstream()
                 await ensure_streams(self.js, self.settings)
                 self._ready.set()
-                log.info("connected to NATS at %s", self.settings.nats_url)
+                log.info("connected to NATS at %s", self.address)
                 return
             except Exception as exc:  # noqa: BLE001 - any failure means: try again shortly
-                log.warning("NATS not reachable at %s (%s); retrying", self.settings.nats_url, exc)
+                log.warning("NATS not reachable at %s (%s); retrying", self.address, exc)
                 if self.nc is not None and not self.nc.is_closed:
                     await self.nc.close()
                 self.nc = None
@@ -79,7 +86,7 @@ class Bus:
         self.generation += 1
         event, self._next_reconnect = self._next_reconnect, asyncio.Event()
         event.set()
-        log.info("reconnected to NATS at %s", self.settings.nats_url)
+        log.info("reconnected to NATS at %s", self.address)
 
     async def reconnected_since(self, generation: int) -> None:
         """Returns once the connection has been re-established after `generation`."""
@@ -91,7 +98,7 @@ class Bus:
 
     def jetstream(self) -> JetStreamContext:
         if not self.connected or self.js is None:
-            raise BusUnavailable(f"NATS is not reachable at {self.settings.nats_url}")
+            raise BusUnavailable(f"NATS is not reachable at {self.address}")
         return self.js
 
     def client(self) -> Client:
