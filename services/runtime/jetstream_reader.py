@@ -52,7 +52,10 @@ class FrameParser:
     time. Pure: bytes in, deliveries and the frames to send back out."""
 
     def __init__(self) -> None:
-        self._buffer = b""
+        # An incomplete frame's pieces, joined once `_need` bytes have come (a large message
+        # arrives in many reads: joining at every read would copy it over and over).
+        self._pieces: list[bytes] = []
+        self._have = self._need = 0
         self.deliveries: deque[Delivery] = deque()
         self.parsed = 0  # data messages parsed so far
         self.flow_requests: deque[tuple[int, bytes]] = deque()  # (answer once taken, reply subject)
@@ -61,15 +64,22 @@ class FrameParser:
         self.error: str | None = None  # what the server said went wrong, if it did
 
     def feed(self, data: bytes) -> None:
-        buf = self._buffer + data if self._buffer else data
-        pos, end = 0, len(buf)
+        if self._pieces:
+            self._pieces.append(data)
+            self._have += len(data)
+            if self._have < self._need:
+                return
+            data = b"".join(self._pieces)
+        buf, pos, end = data, 0, len(data)
+        need = 1  # bytes the incomplete frame at `pos` needs, at least
         while (eol := buf.find(CRLF, pos)) >= 0:
             op = buf[pos:pos + 4]
             if op == b"HMSG" or op == b"MSG ":
                 parts = buf[pos:eol].split(b" ")
                 body, total = eol + 2, int(parts[-1])
                 if body + total + 2 > end:
-                    break  # the frame's body has not all arrived
+                    need = body + total + 2 - pos  # the frame's body has not all arrived
+                    break
                 headers = int(parts[-2]) if op == b"HMSG" else 0
                 reply = parts[3] if len(parts) == (6 if headers else 5) else b""
                 if headers and buf[body:body + 9] == _STATUS:
@@ -87,7 +97,9 @@ class FrameParser:
             elif op == b"-ERR":
                 self.error = buf[pos + 5:eol].decode(errors="replace").strip(" '")
             pos = eol + 2  # +OK, INFO: nothing to do
-        self._buffer = buf[pos:]
+        rest = end - pos
+        self._pieces = [buf[pos:]] if rest else []
+        self._have, self._need = rest, max(need, rest + 1)
 
     def _status(self, block: bytes, reply: bytes) -> None:
         code = block[9:12]

@@ -78,3 +78,13 @@ def test_what_the_server_says_went_wrong_is_kept(frame, said):
 
 def test_the_stream_sequence_is_read_from_both_ack_subject_forms():
     assert stream_seq(ack(42)) == 42 and stream_seq(ack(43, v2=True)) == 43
+
+
+def test_a_message_larger_than_any_read_arrives_whole_and_exact():
+    big = bytes(range(256)) * 16384  # 4 MiB
+    stream = event(1, big) + event(2)
+    parser = FrameParser()
+    for i in range(0, len(stream), 65536):
+        parser.feed(stream[i:i + 65536])
+    assert [(seq, len(payload)) for seq, _, payload in parser.deliveries] == [(1, len(big)), (2, 10)]
+    assert parser.deliveries[0][2] == big
