@@ -30,8 +30,12 @@ def setup_tracing(settings: Settings, service: str) -> None:
     """Install an SDK provider, so every request has a trace id that travels with its events
     (`traceparent`), exported or not; the exporter comes from settings. A provider set earlier
     (tests, a host application) is kept."""
-    if isinstance(trace.get_tracer_provider(), TracerProvider):
-        return
+    if not isinstance(trace.get_tracer_provider(), TracerProvider):
+        trace.set_tracer_provider(provider_for(settings, service))
+
+
+def provider_for(settings: Settings, service: str) -> TracerProvider:
+    """modelgov's SDK provider: sampler and exporter from settings, room for a batch's links."""
     provider = TracerProvider(resource=Resource.create({"service.name": f"modelgov-{service}"}),
                               sampler=sampler_for(settings.otel_exporter),
                               span_limits=SpanLimits(max_links=MAX_LINKS))
@@ -41,7 +45,7 @@ def setup_tracing(settings: Settings, service: str) -> None:
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
         provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(settings.otel_endpoint)))
-    trace.set_tracer_provider(provider)
+    return provider
 
 
 def sampler_for(exporter: str) -> Sampler:

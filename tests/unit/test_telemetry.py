@@ -4,10 +4,18 @@ from __future__ import annotations
 
 import re
 
-from opentelemetry import context
+from opentelemetry import context, trace
 from opentelemetry.sdk.trace import TracerProvider
 
-from services.runtime.telemetry import batch_span, context_from, current_traceparent, sampler_for
+from services.runtime.settings import Settings
+from services.runtime.telemetry import (
+    MAX_LINKS,
+    batch_span,
+    context_from,
+    current_traceparent,
+    provider_for,
+    sampler_for,
+)
 
 TRACEPARENT = re.compile(r"00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})")
 CALLER = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
@@ -61,3 +69,12 @@ def test_an_unrecorded_batch_span_does_not_read_the_events_traceparents(tracer_p
             assert not span.is_recording()
     finally:
         context.detach(unsampled)
+
+
+def test_modelgovs_provider_keeps_a_link_for_every_event_of_a_full_batch():
+    tracer = provider_for(Settings(otel_exporter="none"), "audit").get_tracer("test")
+    with tracer.start_as_current_span("audit append DECISIONS", context=context_from(CALLER)) as span:
+        for i in range(MAX_LINKS):
+            span.add_link(trace.SpanContext(i + 1, i + 1, is_remote=True))
+    # check: a batch of 1,000 events keeps all 1,000 links (the SDK's default keeps 128)
+    assert MAX_LINKS == 1000 and len(span.links) == MAX_LINKS
