@@ -4,7 +4,7 @@ The store is its own cursor (audit_cursor, same transaction as the entries), so 
 an ordered, ephemeral JetStream consumer started at the store's last sequence + 1: a crash or a
 NATS outage resumes exactly where the committed chain ends, and chain order is stream order.
 (A durable consumer with acks would redeliver a lost message after later ones, out of order.)
-The deliveries come through services.runtime.jetstream_reader, four to five times cheaper per
+The deliveries come through services.runtime.jetstream_reader, three to four times cheaper per
 message than nats-py's subscription: reading was most of the audit's CPU.
 """
 

@@ -97,14 +97,17 @@ class Bus:
         log.debug("nats: %s", exc)
 
     def jetstream(self) -> JetStreamContext:
-        if not self.connected or self.js is None:
-            raise BusUnavailable(f"NATS is not reachable at {self.address}")
+        self._require_connected()
         return self.js
 
     def client(self) -> Client:
         """The connected client (for readers that open their own delivery connection)."""
-        self.jetstream()  # raises BusUnavailable when not connected
+        self._require_connected()
         return self.nc
+
+    def _require_connected(self) -> None:
+        if not self.connected or self.js is None:
+            raise BusUnavailable(f"NATS is not reachable at {self.address}")
 
     async def publish(
         self, subject: str, payload: bytes, msg_id: str, headers: dict[str, str] | None = None,

@@ -4,9 +4,10 @@ connection of their own and are parsed a buffer at a time.
 Why not nats-py's `subscribe(ordered_consumer=True)`: per message it runs its protocol parser, a
 header dict, a Msg object, a pending queue and a callback, 20–27 µs of Python here, which made
 reading the log the audit's bottleneck (live ingest and replay). Cutting whole buffers of frames
-costs ~5 µs a message (measured in one run on the 2-core VM: 200,000 messages/s against nats-py's
-39,000–53,000). nats-py still does the rest: it creates and deletes the consumer over its own
-connection; this connection carries nothing but the deliveries and the replies they ask for.
+costs ~5 µs a message (read path ×3–4: 131,500–200,000 messages/s against nats-py's
+37,900–53,000, on the 2-core VM). nats-py still does the rest: it creates and deletes the
+consumer over its own connection; this connection carries nothing but the deliveries and the
+replies they ask for.
 
 The consumer is what nats-py's ordered consumer creates (ephemeral, in memory, no acks, flow
 control, idle heartbeats). Flow control is answered only once the caller has taken every message
@@ -27,7 +28,10 @@ from nats.aio.client import Client
 from nats.errors import Error as NatsError
 from nats.js import api
 
+from services.runtime.bus import without_credentials
+
 CRLF = b"\r\n"
+DEFAULT_PORT = 4222
 _STATUS = b"NATS/1.0 "  # a status frame's header block starts so; a data message's with b"NATS/1.0\r\n"
 _STALLED = b"Nats-Consumer-Stalled:"
 HEARTBEAT_SECONDS = 1.0
@@ -144,7 +148,6 @@ class OrderedReader:
         self._parser = FrameParser()
         self._protocol: _Delivery | None = None
         self._consumer: str | None = None
-        self._taken = 0
 
     async def __aenter__(self) -> OrderedReader:
         inbox = f"_INBOX.{uuid.uuid4().hex}".encode()
@@ -195,13 +198,13 @@ class OrderedReader:
             await asyncio.sleep(linger_seconds)
         queue = parser.deliveries
         out = [queue.popleft() for _ in range(min(most, len(queue)))]
-        self._taken += len(out)
         self._answer_flow_control()
         return out
 
     def _answer_flow_control(self) -> None:
+        taken = self._parser.parsed - len(self._parser.deliveries)
         requests = self._parser.flow_requests
-        while requests and requests[0][0] <= self._taken:
+        while requests and requests[0][0] <= taken:
             self._protocol.transport.write(b"PUB " + requests.popleft()[1] + b" 0\r\n\r\n")
 
     def _check(self) -> None:
@@ -217,12 +220,12 @@ async def _connect(nc: Client, parser: FrameParser, inbox: bytes) -> _Delivery:
     url: ParseResult | None = nc.connected_url
     if url is None:
         raise DeliveryLost("the NATS client is not connected")
-    where = f"{url.hostname}:{url.port or 4222}"  # not url.netloc: it may hold a password
+    where = without_credentials(url.geturl())
     loop = asyncio.get_running_loop()
     protocol = _Delivery(parser)
     try:
         await asyncio.wait_for(loop.create_connection(lambda: protocol, url.hostname,
-                                                      url.port or 4222), 5)
+                                                      url.port or DEFAULT_PORT), 5)
     except (OSError, TimeoutError) as exc:
         raise DeliveryLost(f"cannot open a delivery connection to {where}: {exc!r}") from exc
     options = {"verbose": False, "pedantic": False, "headers": True, "no_responders": True,
