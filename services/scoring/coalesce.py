@@ -10,7 +10,7 @@ Only for models whose score for a row does not depend on the other rows of the c
 `row_wise`): a decision's score must be the same however it was batched, so that re-scoring its
 recorded inputs reproduces it to the bit. A logistic regression through sklearn does not qualify:
 its matrix product's rounding depends on the batch's shape (measured: 1e-14 differences); the
-scoring service's own LR path (models.ScaledLogistic) takes the product row by row, and does.
+scoring service's own LR path (exact.ScaledLogistic) takes the product row by row, and does.
 """
 
 from __future__ import annotations

@@ -31,6 +31,7 @@ from services.runtime.registry_client import registry_http
 from services.runtime.settings import Settings
 from services.scoring import domain
 from services.scoring.coalesce import Coalescer, row_wise
+from services.scoring.exact import FastScorer, fast_scorer
 from services.scoring.metrics import ScoringMetrics
 
 log = logging.getLogger(__name__)
@@ -83,64 +84,13 @@ class Estimator:
     schema: list[FeatureSpec]
     estimator: Any
     adverse_index: int
-    fast: ScaledLogistic | None = None  # the same scores without sklearn's per-call checks
+    fast: FastScorer | None = None  # the same scores without sklearn's per-call cost
 
     def scores(self, rows: Sequence[Sequence[Any]]) -> np.ndarray:
         x = to_matrix(self.schema, rows)
         if self.fast is not None:
             return self.fast.scores(x)
         return self.estimator.predict_proba(x)[:, self.adverse_index]
-
-
-class ScaledLogistic:
-    """predict_proba's adverse column for StandardScaler steps then a binary LogisticRegression,
-    computed by the very float operations sklearn performs, in its order (scaler: x -= mean_,
-    x /= scale_; then x @ coef_.T + intercept_ and expit), so the scores are the same to the bit,
-    minus sklearn's input validation, which costs most of a one-row prediction. Input is already
-    checked against the feature schema; a non-finite value is refused as sklearn refuses it."""
-
-    def __init__(self, scalers: Sequence[Any], model: Any, adverse_index: int) -> None:
-        self.steps = [(s.mean_ if s.with_mean else None, s.scale_ if s.with_std else None)
-                      for s in scalers]
-        self.coef_t = model.coef_.T
-        self.intercept = model.intercept_
-        self.adverse_index = adverse_index
-
-    @classmethod
-    def of(cls, estimator: Any, schema: Sequence[FeatureSpec], adverse_index: int) -> ScaledLogistic | None:
-        """The fast path when `estimator` is exactly such a pipeline over numeric features; else None."""
-        from sklearn.linear_model import LogisticRegression
-        from sklearn.pipeline import Pipeline
-        from sklearn.preprocessing import StandardScaler
-
-        if any(s.dtype == "string" for s in schema):
-            return None
-        steps = [step for _, step in estimator.steps] if type(estimator) is Pipeline else [estimator]
-        *scalers, model = steps
-        if (type(model) is not LogisticRegression or len(model.classes_) != 2
-                or model.coef_.shape != (1, len(schema))
-                or any(type(s) is not StandardScaler for s in scalers)):
-            return None
-        return cls(scalers, model, adverse_index)
-
-    def scores(self, x: np.ndarray) -> np.ndarray:
-        from scipy.special import expit
-
-        if not np.isfinite(x).all():
-            raise ValueError("Input X contains NaN or infinity.")
-        x = np.array(x, dtype=np.float64)  # a copy, as the scaler's transform makes
-        for mean, scale in self.steps:
-            if mean is not None:
-                x -= mean
-            if scale is not None:
-                x /= scale
-        # One row at a time through the product, as a one-row predict_proba computes it: a matrix
-        # product's rounding depends on the batch's shape, and a score must not depend on the
-        # requests it was coalesced with (coalesce.py). Everything else here is elementwise.
-        z = np.concatenate([x[i:i + 1] @ self.coef_t for i in range(len(x))]) if len(x) > 1 \
-            else x @ self.coef_t
-        p = expit((z + self.intercept).reshape(-1))
-        return p if self.adverse_index == 1 else 1 - p
 
 
 @dataclass(frozen=True)
@@ -483,7 +433,7 @@ def _build(model: str, info: VersionPublic, use_case: str, protected: frozenset[
                              f"({type(exc).__name__}: {exc})") from exc
     schema = list(info.metadata.feature_schema)
     adverse = adverse_index(estimator)
-    parts = Estimator(schema, estimator, adverse, ScaledLogistic.of(estimator, schema, adverse))
+    parts = Estimator(schema, estimator, adverse, fast_scorer(estimator, schema, adverse))
     profile = info.metadata.training_data.profile
     explainer = build_explainer(parts, profile.model_dump(mode="json") if profile else {})
     return LoadedModel(model, info.version, use_case, info.metadata.decision_policy, parts, explainer,

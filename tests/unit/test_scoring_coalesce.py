@@ -91,7 +91,7 @@ def test_models_whose_rounding_depends_on_the_batch_are_not_coalesced(data):
 
 def test_the_lr_fast_path_gives_every_row_its_one_row_score_in_any_batch(data):
     from contracts.registry.api import FeatureSpec
-    from services.scoring.models import ScaledLogistic
+    from services.scoring.exact import ScaledLogistic
 
     x, y = data
     model = make_pipeline(StandardScaler(), LogisticRegression()).fit(x, y)
