@@ -629,8 +629,10 @@ def check_same_scores(mlserver_url: str, mg: Modelgov | None, rows: np.ndarray) 
     return report
 
 
-def targets(cells: list[dict]) -> list[dict]:
-    """At concurrency >= 16: modelgov throughput / MLServer's (target 2x) and p99 no worse."""
+def targets(cells: list[dict], probes: list[dict] = ()) -> list[dict]:
+    """At concurrency >= 16: modelgov throughput / MLServer's (target 2x) and p99 no worse; and
+    beside it what the disk allowed at that concurrency (`probes`: fsync_publish_rate()s), the
+    most decisions per second any recorder waiting for an fsynced PubAck could answer."""
     by = {(c["server"], c["model"], c["concurrency"]): c for c in cells if "req_per_s" in c}
     out = []
     for (server, model, conc), ml in by.items():
@@ -643,7 +645,7 @@ def targets(cells: list[dict]) -> list[dict]:
                     "throughput_ratio": round(ratio, 2) if ratio else None,
                     "modelgov_p99_ms": mg["p99_ms"], "mlserver_p99_ms": ml["p99_ms"],
                     "at_least_2x": bool(ratio and ratio >= 2), "p99_no_worse": p99_ok,
-                    "met": bool(ratio and ratio >= 2 and p99_ok)})
+                    "met": bool(ratio and ratio >= 2 and p99_ok), **_ceiling(probes, conc, ml)})
     return out
 
 
@@ -658,17 +660,64 @@ def machine() -> dict:
             "platform": platform.platform(), "load_average_at_start": [round(x, 2) for x in os.getloadavg()]}
 
 
-def fsync_publish_rate(work: Path) -> dict:
-    """What this disk allows now: JetStream publishes per second with an fsync per write (async,
-    pipelined, as bench.audit_ingest measures it), the ceiling on decisions recorded per second
-    on one stream. Taken before and after the cells: this VM's disk speed drifts."""
+def _ceiling(probes, concurrency: int, mlserver: dict) -> dict:
+    rates = [p["closed_loop"][str(concurrency)]["events_per_second"] for p in probes
+             if str(concurrency) in p.get("closed_loop", {})]
+    if not rates:
+        return {}
+    return {"twice_mlserver_req_per_s": round(2 * mlserver["req_per_s"], 1),
+            "fsynced_publishes_per_s_closed_loop": rates}
+
+
+def fsync_publish_rate(work: Path, concurrencies: list[int]) -> dict:
+    """What this disk allows now: JetStream publishes per second with an fsync per write, the
+    ceiling on decisions recorded per second on one stream. Pipelined (async, as
+    bench.audit_ingest measures it), and in a closed loop at each concurrency of the cells: that
+    many publishers each waiting for its PubAck before the next, as that many clients' decisions
+    do, with no model, no HTTP and nothing else on the CPU. Taken before and after the cells:
+    this VM's disk speed drifts."""
     from bench.audit_ingest import events, publish_all
 
     server = NatsServer(work / f"fsync-probe-{time.monotonic_ns()}", sync_always=True).start()
     try:
-        return asyncio.run(publish_all(server.url, events(3000)))
+        items = events(3000)
+        out = asyncio.run(publish_all(server.url, items))
+        out["closed_loop"] = {str(c): asyncio.run(closed_loop_publish(server.url, items, c, server.proc.pid))
+                              for c in concurrencies if c > 1}
+        return out
     finally:
         server.stop()
+
+
+async def closed_loop_publish(url: str, items: list, concurrency: int, server_pid: int,
+                              seconds: float = 3.0) -> dict:
+    """`concurrency` publishers on one connection, each awaiting its PubAck before the next; and
+    the server's CPU per message, which on 2 cores the scoring service has to share."""
+    import nats
+
+    nc = await nats.connect(url)
+    js = nc.jetstream()
+    taken, latencies, stop = iter(range(10**9)), [], False
+
+    async def publisher() -> None:
+        while not stop:
+            subject, payload, _ = items[next(taken) % len(items)]
+            started = time.perf_counter()
+            await js.publish(subject, payload, headers={"Nats-Msg-Id": f"closed-{time.monotonic_ns()}"})
+            latencies.append(time.perf_counter() - started)
+
+    tasks = [asyncio.create_task(publisher()) for _ in range(concurrency)]
+    await asyncio.sleep(0.5)  # warm-up
+    latencies.clear()
+    cpu = cpu_seconds(server_pid)
+    await asyncio.sleep(seconds)
+    done, stop, cpu = len(latencies), True, cpu_seconds(server_pid) - cpu
+    await asyncio.gather(*tasks)
+    await nc.close()
+    latencies.sort()
+    return {"events_per_second": round(done / seconds, 1),
+            "p50_ms": round(latencies[len(latencies) // 2] * 1000, 2) if latencies else None,
+            "server_cpu_ms_per_event": round(cpu * 1000 / done, 3) if done else None}
 
 
 def code_state() -> dict:
@@ -727,6 +776,11 @@ def print_table(doc: dict) -> None:
         print(f"target {t['model']} c={t['concurrency']}: {t['throughput_ratio']}x MLServer's throughput, "
               f"p99 {t['modelgov_p99_ms']} vs {t['mlserver_p99_ms']} ms -> "
               f"{'met' if t['met'] else 'not met'}")
+        if "fsynced_publishes_per_s_closed_loop" in t:
+            print(f"  2x MLServer = {t['twice_mlserver_req_per_s']:,.0f} req/s; this disk's fsynced "
+                  f"publishes/s with {t['concurrency']} awaiting their acks and nothing else running: "
+                  + " before, ".join(f"{r:,.0f}" for r in t["fsynced_publishes_per_s_closed_loop"])
+                  + " after")
 
 
 def main(args) -> dict:
@@ -765,7 +819,7 @@ def main(args) -> dict:
             "mlserver": "records no decisions",
         },
     }
-    doc["machine"]["jetstream_fsync_publish_at_start"] = fsync_publish_rate(work)
+    doc["machine"]["jetstream_fsync_publish_at_start"] = fsync_publish_rate(work, concurrencies)
     print(f"training models (seed {args.seed}) in {work}", flush=True)
     trained, request_rows = train(args.seed)
     repo = save(trained, work, args.mlserver_max_batch_size, args.mlserver_max_batch_time)
@@ -825,9 +879,10 @@ def main(args) -> dict:
         if mg is not None:
             mg.stop()
     doc["cells"] = cells
-    doc["target_2x"] = targets(cells)
     doc["machine"]["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
-    doc["machine"]["jetstream_fsync_publish_at_end"] = fsync_publish_rate(work)
+    doc["machine"]["jetstream_fsync_publish_at_end"] = fsync_publish_rate(work, concurrencies)
+    doc["target_2x"] = targets(cells, [doc["machine"][f"jetstream_fsync_publish_at_{w}"]
+                                       for w in ("start", "end")])
     shutil.rmtree(work, ignore_errors=True)
     return doc
 
