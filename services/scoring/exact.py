@@ -126,10 +126,15 @@ class BoostedTrees:
                 or len(getattr(estimator, "classes_", ())) != 2
                 or getattr(estimator, "n_trees_per_iteration_", None) != 1
                 or getattr(estimator, "_preprocessor", True) is not None  # categorical features
-                or getattr(estimator, "n_features_in_", None) != len(schema)
-                or any(p[0].nodes["is_categorical"].any() for p in estimator._predictors)):
+                or getattr(estimator, "n_features_in_", None) != len(schema)):
             return None
-        return cls(estimator, adverse_index)
+        try:
+            if not estimator._predictors or any(p[0].nodes["is_categorical"].any()
+                                                for p in estimator._predictors):
+                return None
+            return cls(estimator, adverse_index)
+        except (AttributeError, KeyError, IndexError, TypeError, ValueError):
+            return None  # fitted attributes not as this sklearn version lays them out
 
     def scores(self, x: np.ndarray) -> np.ndarray:
         if len(x) > self.MAX_ROWS:

@@ -143,3 +143,21 @@ def test_boosted_trees_that_sklearn_would_treat_otherwise_keep_sklearn():
     assert fast_scorer(boosted_pipeline(), [FeatureSpec(**s) for s in SCHEMA], 1) is None
     # check: a schema of another width than the model's input
     assert fast_scorer(HistGradientBoostingClassifier(max_iter=5).fit(x, y), NUMERIC[:29], 1) is None
+    # check: fitted attributes laid out otherwise (another sklearn) fall back instead of failing
+    odd = HistGradientBoostingClassifier(max_iter=5).fit(x, y)
+    odd._predictors = [[object()]]
+    assert fast_scorer(odd, NUMERIC, 1) is None
+
+
+def test_a_boosted_model_loaded_from_its_skops_file_takes_the_exact_path():
+    import skops.io
+
+    from services.scoring.exact import BoostedTrees, fast_scorer
+    from services.scoring.models import load_artifact
+
+    model, rows = _boosted()
+    loaded = load_artifact(skops.io.dumps(model), "skops")
+    fast = fast_scorer(loaded, NUMERIC, 1)
+    assert isinstance(fast, BoostedTrees)
+    assert np.array_equal(np.concatenate([fast.scores(rows[i:i + 1]) for i in range(60)]),
+                          model.predict_proba(rows[:60])[:, 1])
