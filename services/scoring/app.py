@@ -74,8 +74,9 @@ def create_app(settings: Settings | None = None,
 
 
 class ScoringApp(FastAPI):
-    """FastAPI, with POST /v1/score/{model} offered to a lean handler ahead of its whole stack
-    (services/scoring/fastpath.py says why and how it keeps the route's behaviour)."""
+    """FastAPI, with POST /v1/score/{model} and the OIP infer routes offered to a lean handler
+    ahead of its whole stack (services/scoring/fastpath.py says why and how it keeps the routes'
+    behaviour)."""
 
     fast_path: ScoreFastPath | None = None
 

@@ -1,7 +1,9 @@
 """Open Inference Protocol v2 routes (KServe / Triton / MLServer clients work unchanged).
 
-An infer request is N rows sent column-wise: one input tensor per feature, shape [N]. Its rows
-take the same path as `POST /v1/score/{model}/batch` (routing, feature checks, one durable
+An infer request is N rows sent column-wise: one input tensor per feature, shape [N]; or, as
+MLServer's and KServe's scikit-learn servers take them, one [N, F] tensor under any other name
+(e.g. `input-0`) whose F columns are the deciding version's features in its feature_schema order.
+Its rows take the same path as `POST /v1/score/{model}/batch` (routing, feature checks, one durable
 `decision.made` per row before the response), then come back as output tensors. Tensors may be
 JSON (`data`) or Triton's binary tensor data extension (`binary_data_size`, the JSON header's
 length in `Inference-Header-Content-Length`), which tritonclient uses by default.
@@ -80,6 +82,11 @@ def _error(status: int, message: str, headers: dict[str, str] | None = None) -> 
     return JSONResponse({"error": message}, status_code=status, headers=headers)
 
 
+def error_of(exc: Problem) -> JSONResponse:
+    """A /v1 problem in the protocol's shape: invalid input is 400 here, as in KServe."""
+    return _error(400 if exc.status == 422 else exc.status, exc.detail, exc.headers)
+
+
 class OipRoute(APIRoute):
     """Every error on a v2 route, auth and body validation included, in the protocol's shape."""
 
@@ -90,7 +97,7 @@ class OipRoute(APIRoute):
             try:
                 return await handler(request)
             except Problem as exc:
-                return _error(400 if exc.status == 422 else exc.status, exc.detail, exc.headers)
+                return error_of(exc)
             except RequestValidationError as exc:
                 return _error(400, describe_validation(list(exc.errors())))
 
@@ -206,20 +213,22 @@ _REQUEST_BODY = {"requestBody": {"required": True, "content": {"application/json
 @router.post("/v2/models/{model}/infer", response_model=InferenceResponse, openapi_extra=_REQUEST_BODY)
 async def infer(model: str, request: Request, who: api.Scorer) -> Response:
     """Decide for N rows sent as tensors, exactly as /v1/score batch: one decision.made per row."""
-    return await _infer(model, request, who, version=None)
+    return await infer_rows(model, request, who, version=None)
 
 
 @router.post("/v2/models/{model}/versions/{version}/infer", response_model=InferenceResponse,
              openapi_extra=_REQUEST_BODY)
 async def infer_version(model: str, version: VersionNumber, request: Request, who: api.Scorer) -> Response:
     """Decide with exactly that version (route "direct"): one decision.made per row, no shadows."""
-    return await _infer(model, request, who, version=version)
+    return await infer_rows(model, request, who, version=version)
 
 
-async def _infer(model: str, request: Request, who: Principal, version: int | None) -> Response:
+async def infer_rows(model: str, request: Request, who: Principal, version: int | None) -> Response:
+    """Both infer routes' work (also called by the scoring fast path); raises Problem."""
     try:
         body, blobs = parse_request(await request.body(), request.headers.get(HEADER_LENGTH))
-        rows = rows_of(body, blobs)
+        features = await _matrix_columns(request, model, version) if _one_matrix(body) else None
+        rows = rows_of(body, blobs, features)
         outputs = requested_outputs(body)
     except InvalidInput as exc:
         raise Problem(400, "Bad Request", str(exc)) from exc
@@ -242,6 +251,22 @@ async def _infer(model: str, request: Request, who: Principal, version: int | No
     return encode_response(model, request_id, outputs, decided)
 
 
+def _one_matrix(body: InferenceRequest) -> bool:
+    """Whether the request could be a single [N, F] tensor of rows (a column's may be [N, 1] too)."""
+    return len(body.inputs) == 1 and len(body.inputs[0].shape) == 2
+
+
+async def _matrix_columns(request: Request, model: str, version: int | None) -> list[str]:
+    """The features a [N, F] tensor's columns stand for: the named version's, else the champion's
+    (a canary with other features needs one tensor per feature)."""
+    rt = api.runtime_of(request)
+    if version is not None:
+        return [s.name for s in (await api.pinned_record(rt, model, version)).metadata.feature_schema]
+    deployment = await _deployment(request, model)
+    champion = await api.loaded_version(rt, api.metrics_of(request), model, deployment.champion)
+    return [s.name for s in champion.schema]
+
+
 def parse_request(raw: bytes, header_length: str | None) -> tuple[InferenceRequest, bytes]:
     """The JSON header, and the binary tensors that follow it when the client sent any."""
     size = len(raw)
@@ -258,8 +283,28 @@ def parse_request(raw: bytes, header_length: str | None) -> tuple[InferenceReque
     return body, raw[size:]
 
 
-def rows_of(body: InferenceRequest, blobs: bytes) -> list[dict[str, Any]]:
-    """Columns (one tensor per feature) turned into N feature dicts, as /v1/score takes them."""
+def rows_of(body: InferenceRequest, blobs: bytes,
+            features: Sequence[str] | None = None) -> list[dict[str, Any]]:
+    """The tensors turned into N feature dicts, as /v1/score takes them: one tensor per feature,
+    or, given the deciding version's `features`, a single [N, F] tensor not named after one."""
+    columns = _tensor_values(body, blobs)
+    if features is not None and len(body.inputs) == 1 and body.inputs[0].name not in features:
+        return _matrix_rows(body.inputs[0], columns[body.inputs[0].name], features)
+    for tensor in body.inputs:
+        _check_shape(tensor, len(columns[tensor.name]))
+    counts = {name: len(values) for name, values in columns.items()}
+    if len(set(counts.values())) > 1:
+        shown = ", ".join(f"'{k}' {v}" for k, v in counts.items())
+        raise InvalidInput(f"inputs hold different numbers of rows ({shown}); every feature needs one "
+                           f"value per row")
+    n = next(iter(counts.values()))
+    if n == 0:
+        raise InvalidInput("the inputs hold no rows; send shape [N] with N >= 1")
+    return [{name: values[i] for name, values in columns.items()} for i in range(n)]
+
+
+def _tensor_values(body: InferenceRequest, blobs: bytes) -> dict[str, list[Any]]:
+    """Each input's values, row-major, from its JSON `data` or its share of the binary tail."""
     columns: dict[str, list[Any]] = {}
     offset = 0
     for tensor in body.inputs:
@@ -276,19 +321,22 @@ def rows_of(body: InferenceRequest, blobs: bytes) -> list[dict[str, Any]]:
             raise InvalidInput(f"input '{tensor.name}' has no data; send `data` or binary_data_size")
         else:
             columns[tensor.name] = flatten(tensor.data)
-        _check_shape(tensor, len(columns[tensor.name]))
     if offset != len(blobs):
         raise InvalidInput(f"{len(blobs) - offset} binary bytes follow the tensors; check "
                            f"{HEADER_LENGTH} and each input's binary_data_size")
-    counts = {name: len(values) for name, values in columns.items()}
-    if len(set(counts.values())) > 1:
-        shown = ", ".join(f"'{k}' {v}" for k, v in counts.items())
-        raise InvalidInput(f"inputs hold different numbers of rows ({shown}); every feature needs one "
-                           f"value per row")
-    n = next(iter(counts.values()))
-    if n == 0:
-        raise InvalidInput("the inputs hold no rows; send shape [N] with N >= 1")
-    return [{name: values[i] for name, values in columns.items()} for i in range(n)]
+    return columns
+
+
+def _matrix_rows(tensor: RequestInput, values: list[Any], features: Sequence[str]) -> list[dict[str, Any]]:
+    n, width = tensor.shape
+    if width != len(features) or n < 1:
+        raise InvalidInput(f"input '{tensor.name}' has shape {tensor.shape}; a single tensor of rows "
+                           f"needs shape [N, {len(features)}] with N >= 1, its columns the features "
+                           f"{', '.join(features)} in that order (or send one tensor per feature)")
+    if len(values) != n * width:
+        raise InvalidInput(f"input '{tensor.name}' has shape {tensor.shape} but {len(values)} values; "
+                           f"they must agree")
+    return [dict(zip(features, values[i * width:(i + 1) * width], strict=True)) for i in range(n)]
 
 
 def _check_shape(tensor: RequestInput, count: int) -> None:

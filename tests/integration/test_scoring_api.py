@@ -431,3 +431,54 @@ def test_the_score_route_continues_the_callers_trace_and_counts_in_http_metrics(
     for status, count in (("200", 1), ("403", 1), ("404", 1), ("422", 2)):
         assert ('modelgov_http_requests_total{method="POST",route="/v1/score/{model}",'
                 f'service="scoring",status="{status}"}} {count}.0') in metrics, status
+
+
+
+def test_the_oip_infer_routes_are_answered_by_the_same_lean_handler(nats_server, deployed):
+    """POST /v2/models/{model}[/versions/{version}]/infer goes through fastpath.py too (through
+    FastAPI an OIP decision cost twice /v1's CPU): what it answers, and what it hands on."""
+    _, scoring, _ = deployed
+    seen = []
+    fast_path = scoring.app.fast_path
+
+    async def spy(scope, receive, send):
+        handed_on = await fast_path(scope, receive, send)
+        seen.append("handed on" if handed_on is not None else "answered")
+        return handed_on
+
+    scoring.app.fast_path = spy
+    trace_id = "0af7651916cd43dd8448eb211c80319c"
+    headers = {**bearer("scoring_client"), "traceparent": f"00-{trace_id}-b7ad6b7169203331-01",
+               "content-type": "application/json"}
+    inputs = [{"name": k, "shape": [1], "datatype": "BYTES" if isinstance(v, str) else "FP64", "data": [v]}
+              for k, v in SAFE.items()]
+    body = json.dumps({"inputs": inputs, "parameters": {"entity_ids": ["oip-fast"]}})
+
+    def infer(path, **extra):
+        seen.clear()
+        return scoring.post(path, content=body, headers={**headers, **extra}), seen[-1]
+
+    # check: decided by the lean handler, the caller's trace carried into the event
+    answer, by = infer(f"/v2/models/{MODEL}/infer")
+    assert answer.status_code == 200 and by == "answered", answer.text
+    decision_id = {o["name"]: o["data"] for o in answer.json()["outputs"]}["decision_id"][0]
+    [event] = [e for e in decisions(nats_server.url) if e["id"] == decision_id]
+    assert event["data"]["entity_id"] == "oip-fast" and event["data"]["trace_id"] == trace_id
+    pinned, by = infer(f"/v2/models/{MODEL}/versions/2/infer")
+    assert pinned.status_code == 200 and by == "answered", pinned.text
+    # check: its errors are the protocol's error objects, as the FastAPI routes give them
+    unknown, by = infer("/v2/models/no-such-model/infer")
+    assert (unknown.status_code, by) == (404, "answered") and "does not exist" in unknown.json()["error"]
+    # check: a version out of range and a role that may not score go on to FastAPI, deciding nothing
+    huge, by = infer(f"/v2/models/{MODEL}/versions/99999999999/infer")
+    assert (huge.status_code, by) == (400, "handed on") and "version" in huge.json()["error"]
+    refused, by = infer(f"/v2/models/{MODEL}/infer", **bearer("regulator"))
+    assert (refused.status_code, by) == (403, "handed on") and "scoring_client" in refused.json()["error"]
+    assert len([e for e in decisions(nats_server.url) if e["data"]["entity_id"] == "oip-fast"]) == 2
+    # check: counted under their routes, as FastAPI's telemetry counts them
+    metrics = scoring.get("/metrics").text
+    counted = [("/v2/models/{model}/infer", "200"), ("/v2/models/{model}/versions/{version}/infer", "200"),
+               ("/v2/models/{model}/infer", "404")]
+    for route, status in counted:
+        assert (f'modelgov_http_requests_total{{method="POST",route="{route}",service="scoring",'
+                f'status="{status}"}} 1.0') in metrics, (route, status)

@@ -149,6 +149,42 @@ def test_v2_errors_are_the_protocols_error_objects_naming_what_to_fix(nats_serve
     assert decisions(nats_server.url) == []
 
 
+def test_one_matrix_of_rows_as_mlservers_clients_send_it_decides_as_v1(nats_server, v2):
+    """MLServer's and KServe's scikit-learn servers take one [N, F] tensor (`input-0`): the same
+    body works here, its columns the deciding version's features in schema order."""
+    scoring, _ = v2
+    auth = bearer("scoring_client")
+    rows = [RISKY, SAFE] + [applicant(i) for i in range(6)]
+    ids = [f"matrix-{i}" for i in range(len(rows))]
+    names = [s["name"] for s in SCHEMA]
+    matrix = {"name": "input-0", "shape": [len(rows), len(names)], "datatype": "BYTES",
+              "data": [[row[n] for n in names] for row in rows]}
+
+    def post(path, body):
+        return scoring.post(path, content=json.dumps(body),
+                            headers={**auth, "content-type": "application/json"})
+
+    # act: the champion's rows, and the same rows pinned to version 2
+    answer = post(f"/v2/models/{MODEL}/infer", {"inputs": [matrix], "parameters": {"entity_ids": ids}})
+    pinned = post(f"/v2/models/{MODEL}/versions/2/infer", {"inputs": [matrix]})
+    # check: /v1's answers for the same rows and entity ids, one decision.made per row
+    assert answer.status_code == 200, answer.text
+    items = [{"entity_id": e, "features": f} for e, f in zip(ids, rows, strict=True)]
+    v1 = scoring.post(f"/v1/score/{MODEL}/batch", json={"items": items}, headers=auth).json()["items"]
+    outputs = {o["name"]: o["data"] for o in answer.json()["outputs"]}
+    assert outputs["score"] == [b["score"] for b in v1] and outputs["decision"] == [b["decision"] for b in v1]
+    events = {e["id"]: e["data"] for e in decisions(nats_server.url)}
+    assert [events[d]["inputs"] for d in outputs["decision_id"]] == rows
+    assert pinned.status_code == 200, pinned.text
+    assert {o["name"]: o["data"] for o in pinned.json()["outputs"]}["model_version"] == [2] * len(rows)
+    # check: a matrix of the wrong width names the columns expected; an unknown model is a 404
+    wide = post(f"/v2/models/{MODEL}/infer",
+                {"inputs": [{**matrix, "shape": [len(rows) // 2, 2 * len(names)]}]})
+    assert wide.status_code == 400 and "[N, 4]" in wide.json()["error"] and \
+        "income, debt_ratio, age, purpose in that order" in wide.json()["error"]
+    assert post("/v2/models/no-such-model/infer", {"inputs": [matrix]}).status_code == 404
+
+
 def test_v2_readiness_and_metadata_follow_the_deployment(nats_server, v2):
     scoring, _ = v2
     auth = bearer("regulator")

@@ -42,3 +42,43 @@ def test_entity_ids_come_from_the_parameters_or_the_request_id():
 def test_a_header_length_beyond_the_body_is_named():
     with pytest.raises(InvalidInput, match="Inference-Header-Content-Length is '999'"):
         parse_request(b'{"inputs": []}', "999")
+
+
+FEATURES = ["income", "debt_ratio", "age"]
+
+
+def test_one_matrix_of_rows_maps_its_columns_to_the_features_in_schema_order():
+    """MLServer's and KServe's scikit-learn servers take one [N, F] tensor: so does scoring."""
+    nested = request({"name": "input-0", "shape": [2, 3], "datatype": "FP64",
+                      "data": [[5000.0, 0.5, 30], [7000.0, 1.5, 41]]})
+    flat = request({"name": "input-0", "shape": [2, 3], "datatype": "FP64",
+                    "data": [5000.0, 0.5, 30, 7000.0, 1.5, 41]})
+    numbers = to_binary("FP64", [5000.0, 0.5, 30, 7000.0, 1.5, 41])
+    header = request({"name": "input-0", "shape": [2, 3], "datatype": "FP64",
+                      "parameters": {"binary_data_size": len(numbers)}}).model_dump_json(exclude_none=True)
+    binary, blobs = parse_request(header.encode() + numbers, str(len(header)))
+    expected = [{"income": 5000.0, "debt_ratio": 0.5, "age": 30},
+                {"income": 7000.0, "debt_ratio": 1.5, "age": 41}]
+    assert rows_of(nested, b"", FEATURES) == rows_of(flat, b"", FEATURES) == expected
+    assert rows_of(binary, blobs, FEATURES) == expected
+
+
+def test_a_matrix_of_the_wrong_width_or_size_says_what_is_expected():
+    wide = request({"name": "input-0", "shape": [1, 4], "datatype": "FP64", "data": [1.0, 2.0, 3.0, 4.0]})
+    with pytest.raises(InvalidInput, match=r"shape \[1, 4\]; a single tensor of rows needs shape \[N, 3\] "
+                                           r"with N >= 1, its columns the features income, debt_ratio, age"):
+        rows_of(wide, b"", FEATURES)
+    short = request({"name": "input-0", "shape": [2, 3], "datatype": "FP64", "data": [1.0, 2.0, 3.0]})
+    with pytest.raises(InvalidInput, match=r"shape \[2, 3\] but 3 values"):
+        rows_of(short, b"", FEATURES)
+    # check: without the features (no version to read them from) a matrix is refused as before
+    with pytest.raises(InvalidInput, match=r"send \[N\] \(or \[N, 1\]\)"):
+        rows_of(wide, b"")
+
+
+def test_a_single_column_named_after_a_feature_is_still_that_feature():
+    column = request({"name": "age", "shape": [2, 1], "datatype": "INT64", "data": [[30], [41]]})
+    assert rows_of(column, b"", ["age"]) == [{"age": 30}, {"age": 41}]
+    # and one under another name is the matrix of a one-feature model
+    unnamed = request({"name": "input-0", "shape": [2, 1], "datatype": "INT64", "data": [[30], [41]]})
+    assert rows_of(unnamed, b"", ["age"]) == [{"age": 30}, {"age": 41}]
