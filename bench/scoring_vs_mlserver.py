@@ -177,10 +177,12 @@ def save(models: list[Trained], work: Path, max_batch_size: int, max_batch_time:
 
 # -- request bodies -------------------------------------------------------------------------------
 
-def oip_body(row: np.ndarray) -> bytes:
+def oip_body(row: np.ndarray, output: str = "predict_proba") -> bytes:
+    """One row as MLServer's scikit-learn runtime takes it: an [1, F] tensor; modelgov takes the
+    same body and names its output `score` (MLServer names it after the predict function)."""
     return json.dumps({"inputs": [{"name": "input-0", "shape": [1, len(row)], "datatype": "FP64",
                                    "data": [float(v) for v in row]}],
-                       "outputs": [{"name": "predict_proba"}]}, separators=(",", ":")).encode()
+                       "outputs": [{"name": output}]}, separators=(",", ":")).encode()
 
 
 def score_body(row: np.ndarray) -> bytes:
@@ -645,8 +647,18 @@ def targets(cells: list[dict], probes: list[dict] = ()) -> list[dict]:
                     "throughput_ratio": round(ratio, 2) if ratio else None,
                     "modelgov_p99_ms": mg["p99_ms"], "mlserver_p99_ms": ml["p99_ms"],
                     "at_least_2x": bool(ratio and ratio >= 2), "p99_no_worse": p99_ok,
-                    "met": bool(ratio and ratio >= 2 and p99_ok), **_ceiling(probes, conc, ml)})
+                    "met": bool(ratio and ratio >= 2 and p99_ok), **_over_oip(by, model, conc, ml),
+                    **_ceiling(probes, conc, ml)})
     return out
+
+
+def _over_oip(by: dict, model: str, concurrency: int, mlserver: dict) -> dict:
+    """The same comparison on both servers' OIP route, with the same request body."""
+    oip = by.get(("modelgov-oip", model, concurrency))
+    if oip is None or not mlserver["req_per_s"]:
+        return {}
+    return {"oip_throughput_ratio": round(oip["req_per_s"] / mlserver["req_per_s"], 2),
+            "modelgov_oip_p99_ms": oip["p99_ms"]}
 
 
 def machine() -> dict:
@@ -756,13 +768,13 @@ def project_versions() -> dict:
 
 
 def print_table(doc: dict) -> None:
-    print(f"\n{'model':<10} {'c':>3}  {'server':<9} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} "
+    print(f"\n{'model':<10} {'c':>3}  {'server':<12} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} "
           f"{'errors':>6} {'srv CPU ms/req':>14} {'cli CPU ms/req':>14}")
     for c in doc["cells"]:
         if "req_per_s" not in c:
-            print(f"{c['model']:<10} {c['concurrency']:>3}  {c['server']:<9} {c.get('error', '')[:80]}")
+            print(f"{c['model']:<10} {c['concurrency']:>3}  {c['server']:<12} {c.get('error', '')[:80]}")
             continue
-        print(f"{c['model']:<10} {c['concurrency']:>3}  {c['server']:<9} {c['req_per_s']:>8.1f} "
+        print(f"{c['model']:<10} {c['concurrency']:>3}  {c['server']:<12} {c['req_per_s']:>8.1f} "
               f"{c['p50_ms'] or 0:>8.2f} {c['p99_ms'] or 0:>8.2f} {c['errors']:>6} "
               f"{c['server_cpu_ms_per_request']:>14.3f} {c['client_cpu_ms_per_request'] or 0:>14.3f}")
     m = doc["machine"]
@@ -776,6 +788,9 @@ def print_table(doc: dict) -> None:
         print(f"target {t['model']} c={t['concurrency']}: {t['throughput_ratio']}x MLServer's throughput, "
               f"p99 {t['modelgov_p99_ms']} vs {t['mlserver_p99_ms']} ms -> "
               f"{'met' if t['met'] else 'not met'}")
+        if "oip_throughput_ratio" in t:
+            print(f"  on the OIP route with MLServer's body: {t['oip_throughput_ratio']}x, "
+                  f"p99 {t['modelgov_oip_p99_ms']} ms")
         if "fsynced_publishes_per_s_closed_loop" in t:
             print(f"  2x MLServer = {t['twice_mlserver_req_per_s']:,.0f} req/s; this disk's fsynced "
                   f"publishes/s with {t['concurrency']} awaiting their acks and nothing else running: "
@@ -807,7 +822,8 @@ def main(args) -> dict:
             "load_generator_cost": "client CPU per request is in each cell; raw streams cost "
                                    "0.1-0.2 ms, httpx.AsyncClient 2-3 ms (measured 2026-11-23), "
                                    "enough to throttle the servers on 2 cores",
-            "order": "cells interleaved: per model and concurrency, MLServer then modelgov",
+            "order": "cells interleaved: per model and concurrency, MLServer, then modelgov's "
+                     "/v1/score, then modelgov's OIP /v2 infer with MLServer's body (modelgov-oip)",
             "access_logs": "off on both (MLServer debug=false; uvicorn --no-access-log)",
             "server_cpu": "psutil user+system over each server's process tree during the measured "
                           "window; modelgov counts scoring + nats-server + registry",
@@ -824,6 +840,7 @@ def main(args) -> dict:
     trained, request_rows = train(args.seed)
     repo = save(trained, work, args.mlserver_max_batch_size, args.mlserver_max_batch_time)
     oip = write_bodies(work / "oip.jsonl", [oip_body(r) for r in request_rows])
+    oip_mg = write_bodies(work / "oip-modelgov.jsonl", [oip_body(r, "score") for r in request_rows])
     scores = write_bodies(work / "score.jsonl", [score_body(r) for r in request_rows])
     doc["models_detail"] = {m.name: m.metadata["metrics"] for m in trained}
 
@@ -863,6 +880,8 @@ def main(args) -> dict:
                 if mg is not None:
                     sides.append(("modelgov", mg.url, f"/v1/score/{name}", mg.auth("scoring_client"),
                                   scores, mg.pids()))
+                    sides.append(("modelgov-oip", mg.url, f"/v2/models/{name}/infer",
+                                  mg.auth("scoring_client"), oip_mg, mg.pids()))
                 for server, url, path, headers, bodies, pids in sides:
                     print(f"  {name} c={conc} {server} ...", end="", flush=True)
                     cell = run_cell(url, path, headers, bodies, conc, args.warmup, args.duration, pids,
@@ -870,7 +889,7 @@ def main(args) -> dict:
                     cells.append({"model": name, "concurrency": conc, "server": server, **cell})
                     print(f" {cell.get('req_per_s', cell.get('error'))} req/s", flush=True)
         if mg is not None:
-            ok = sum(c.get("ok_including_warmup", 0) for c in cells if c["server"] == "modelgov")
+            ok = sum(c.get("ok_including_warmup", 0) for c in cells if c["server"].startswith("modelgov"))
             checked = sum(doc["same_scores"][n]["modelgov_ok"] for n in MODELS)
             doc["modelgov"]["decisions"] = {"responses_200": ok + checked,
                                             "decision_events_in_DECISIONS_stream": mg.decisions_in_stream()}
