@@ -94,7 +94,7 @@ class ScoreFastPath:
         return None
 
 
-Decider = Callable[[Principal], Awaitable[Response]]
+Decider = Callable[[Principal], Awaitable[Answer]]
 
 
 def _score(request: Request, body: bytes, found: re.Match) -> Decider | None:
@@ -103,9 +103,9 @@ def _score(request: Request, body: bytes, found: re.Match) -> Decider | None:
     if parsed is None:
         return None
 
-    async def decide(who: Principal) -> Response:
+    async def decide(who: Principal) -> Answer:
         [response] = await api.decide(request, who, found.group(1), [parsed], batch=False)
-        return Response(response.model_dump_json().encode(), media_type="application/json")
+        return 200, response.model_dump_json().encode(), [(b"content-type", b"application/json")]
 
     return decide
 
@@ -119,25 +119,28 @@ def _infer(request: Request, found: re.Match) -> Decider | None:
             return None
         version = int(given)
 
-    async def decide(who: Principal) -> Response:
+    async def decide(who: Principal) -> Answer:
         try:
-            return await oip.infer_rows(model, request, who, version)
+            return _parts(await oip.infer_rows(model, request, who, version))
         except Problem as exc:
-            return oip.error_of(exc)
+            return _parts(oip.error_of(exc))
 
     return decide
 
 
 async def _answered(request: Request, decide: Decider, who: Principal) -> Answer:
     try:
-        response = await decide(who)
+        return await decide(who)
     except Problem as exc:
-        response = problem_response(request, exc.status, exc.title, exc.detail, exc.headers, **exc.extra)
+        return _parts(problem_response(request, exc.status, exc.title, exc.detail, exc.headers, **exc.extra))
     except Exception:  # noqa: BLE001 - a bug: logged, and answered as the app's handler answers it
         log.exception("unhandled error on POST %s", request.url.path)
-        response = internal_error(request)
-    headers = [(k, v) for k, v in response.raw_headers if k != b"content-length"]
-    return response.status_code, response.body, headers
+        return _parts(internal_error(request))
+
+
+def _parts(response: Response) -> Answer:
+    return response.status_code, response.body, [(k, v) for k, v in response.raw_headers
+                                                  if k != b"content-length"]
 
 
 def _parse(request: Request, body: bytes) -> ScoreRequest | None:
