@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import hashlib
+import itertools
 import json
 import os
 import platform
@@ -709,7 +710,7 @@ async def closed_loop_publish(url: str, items: list, concurrency: int, server_pi
 
     nc = await nats.connect(url)
     js = nc.jetstream()
-    taken, latencies, stop = iter(range(10**9)), [], False
+    taken, latencies, stop = itertools.count(), [], False
 
     async def publisher() -> None:
         while not stop:

@@ -288,7 +288,7 @@ def rows_of(body: InferenceRequest, blobs: bytes,
     """The tensors turned into N feature dicts, as /v1/score takes them: one tensor per feature,
     or, given the deciding version's `features`, a single [N, F] tensor not named after one."""
     columns = _tensor_values(body, blobs)
-    if features is not None and len(body.inputs) == 1 and body.inputs[0].name not in features:
+    if features is not None and _one_matrix(body) and body.inputs[0].name not in features:
         return _matrix_rows(body.inputs[0], columns[body.inputs[0].name], features)
     for tensor in body.inputs:
         _check_shape(tensor, len(columns[tensor.name]))

@@ -82,3 +82,6 @@ def test_a_single_column_named_after_a_feature_is_still_that_feature():
     # and one under another name is the matrix of a one-feature model
     unnamed = request({"name": "input-0", "shape": [2, 1], "datatype": "INT64", "data": [[30], [41]]})
     assert rows_of(unnamed, b"", ["age"]) == [{"age": 30}, {"age": 41}]
+    # but a one-dimensional tensor under another name is a column, refused by the feature checks later
+    flat = request({"name": "input-0", "shape": [2], "datatype": "INT64", "data": [30, 41]})
+    assert rows_of(flat, b"", ["age"]) == [{"input-0": 30}, {"input-0": 41}]
