@@ -161,8 +161,7 @@ class LiveConsumer:
                 # A fresh ingestor re-reads the chain's head from the store on every (re)start.
                 ingestor = Ingestor(self.store, self.stream, self.bus)
                 await self.bus.wait_ready()
-                nc = self.bus.client()
-                js = nc.jetstream()
+                nc, js = self.bus.client(), self.bus.jetstream()
                 start = await asyncio.to_thread(self.store.cursor, self.stream) + 1
 
                 async def idle_check(js=js) -> None:

@@ -25,6 +25,10 @@ class FastScorer(Protocol):
 
 
 def fast_scorer(estimator: Any, schema: Sequence[FeatureSpec], adverse_index: int) -> FastScorer | None:
+    """An exact path for this estimator, or None. Only for numeric features: a string column
+    makes the input an object matrix, which only sklearn's own encoders may read."""
+    if any(s.dtype == "string" for s in schema):
+        return None
     return (ScaledLogistic.of(estimator, schema, adverse_index)
             or BoostedTrees.of(estimator, schema, adverse_index))
 
@@ -45,13 +49,11 @@ class ScaledLogistic:
 
     @classmethod
     def of(cls, estimator: Any, schema: Sequence[FeatureSpec], adverse_index: int) -> ScaledLogistic | None:
-        """The fast path when `estimator` is exactly such a pipeline over numeric features; else None."""
+        """The fast path when `estimator` is exactly such a pipeline; else None."""
         from sklearn.linear_model import LogisticRegression
         from sklearn.pipeline import Pipeline
         from sklearn.preprocessing import StandardScaler
 
-        if any(s.dtype == "string" for s in schema):
-            return None
         steps = [step for _, step in estimator.steps] if type(estimator) is Pipeline else [estimator]
         *scalers, model = steps
         if (type(model) is not LogisticRegression or len(model.classes_) != 2

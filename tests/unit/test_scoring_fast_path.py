@@ -141,6 +141,10 @@ def test_boosted_trees_that_sklearn_would_treat_otherwise_keep_sklearn():
     x_cat[:, 0] = np.abs(x_cat[:, 0]).astype(int) % 5
     assert fast_scorer(categorical.fit(x_cat, y), NUMERIC, 1) is None
     assert fast_scorer(boosted_pipeline(), [FeatureSpec(**s) for s in SCHEMA], 1) is None
+    # check: a schema with a string feature keeps sklearn for either model type
+    with_string = [*NUMERIC[:29], FeatureSpec(name="purpose", dtype="string")]
+    assert fast_scorer(HistGradientBoostingClassifier(max_iter=5).fit(x, y), with_string, 1) is None
+    assert fast_scorer(ESTIMATORS["scaled"]().fit(x, y), with_string, 1) is None
     # check: a schema of another width than the model's input
     assert fast_scorer(HistGradientBoostingClassifier(max_iter=5).fit(x, y), NUMERIC[:29], 1) is None
     # check: fitted attributes laid out otherwise (another sklearn) fall back instead of failing
