@@ -1,5 +1,5 @@
 """Reads a JetStream stream in order, fast: an ordered push consumer whose deliveries come over a
-connection of their own and are parsed a buffer at a time.
+connection of their own (nats_wire) and are parsed a buffer at a time.
 
 Why not nats-py's `subscribe(ordered_consumer=True)`: per message it runs its protocol parser, a
 header dict, a Msg object, a pending queue and a callback, 20–27 µs of Python here, which made
@@ -18,29 +18,24 @@ and the memory held here stays bounded however slow the caller is.
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 import uuid
 from collections import deque
-from urllib.parse import ParseResult
 
 from nats.aio.client import Client
 from nats.errors import Error as NatsError
 from nats.js import api
 
-from services.runtime.bus import without_credentials
+from services.runtime.nats_wire import CRLF, STATUS, WireError, WireParser, WireProtocol, open_connection
 
-CRLF = b"\r\n"
-DEFAULT_PORT = 4222
-_STATUS = b"NATS/1.0 "  # a status frame's header block starts so; a data message's with b"NATS/1.0\r\n"
-_STALLED = b"Nats-Consumer-Stalled:"
 HEARTBEAT_SECONDS = 1.0
 MISSED_HEARTBEATS = 3  # silence this long means the consumer or the connection is gone
+_STALLED = b"Nats-Consumer-Stalled:"
 
 Delivery = tuple[int, str, bytes]  # (stream sequence, subject, payload)
 
 
-class DeliveryLost(NatsError):
+class DeliveryLost(WireError):
     """The delivery connection or its consumer is gone: read again from where the caller is."""
 
 
@@ -51,59 +46,23 @@ def stream_seq(reply: bytes) -> int:
     return int(tokens[5] if len(tokens) == 9 else tokens[7])
 
 
-class FrameParser:
-    """The NATS client protocol as a push consumer's connection receives it, cut a buffer at a
-    time. Pure: bytes in, deliveries and the frames to send back out."""
+class DeliveryParser(WireParser):
+    """A push consumer's deliveries, and the flow-control requests and heartbeats among them."""
 
     def __init__(self) -> None:
-        # An incomplete frame's pieces, joined once `_need` bytes have come (a large message
-        # arrives in many reads: joining at every read would copy it over and over).
-        self._pieces: list[bytes] = []
-        self._have = self._need = 0
+        super().__init__()
         self.deliveries: deque[Delivery] = deque()
         self.parsed = 0  # data messages parsed so far
         self.flow_requests: deque[tuple[int, bytes]] = deque()  # (answer once taken, reply subject)
-        self.outgoing: list[bytes] = []  # frames to send now (PONG, stalled-consumer replies)
-        self.pongs = 0
-        self.error: str | None = None  # what the server said went wrong, if it did
 
-    def feed(self, data: bytes) -> None:
-        if self._pieces:
-            self._pieces.append(data)
-            self._have += len(data)
-            if self._have < self._need:
-                return
-            data = b"".join(self._pieces)
-        buf, pos, end = data, 0, len(data)
-        need = 1  # bytes the incomplete frame at `pos` needs, at least
-        while (eol := buf.find(CRLF, pos)) >= 0:
-            op = buf[pos:pos + 4]
-            if op == b"HMSG" or op == b"MSG ":
-                parts = buf[pos:eol].split(b" ")
-                body, total = eol + 2, int(parts[-1])
-                if body + total + 2 > end:
-                    need = body + total + 2 - pos  # the frame's body has not all arrived
-                    break
-                headers = int(parts[-2]) if op == b"HMSG" else 0
-                reply = parts[3] if len(parts) == (6 if headers else 5) else b""
-                if headers and buf[body:body + 9] == _STATUS:
-                    self._status(buf[body:body + headers], reply)
-                else:
-                    self.parsed += 1
-                    self.deliveries.append((stream_seq(reply), parts[1].decode(),
-                                            buf[body + headers:body + total]))
-                pos = body + total + 2
-                continue
-            if op == b"PING":
-                self.outgoing.append(b"PONG\r\n")
-            elif op == b"PONG":
-                self.pongs += 1
-            elif op == b"-ERR":
-                self.error = buf[pos + 5:eol].decode(errors="replace").strip(" '")
-            pos = eol + 2  # +OK, INFO: nothing to do
-        rest = end - pos
-        self._pieces = [buf[pos:]] if rest else []
-        self._have, self._need = rest, max(need, rest + 1)
+    def message(self, parts: list[bytes], buf: bytes, body: int, headers: int, total: int) -> None:
+        reply = parts[3] if len(parts) == (6 if headers else 5) else b""
+        if headers and buf[body:body + 9] == STATUS:
+            self._status(buf[body:body + headers], reply)
+        else:
+            self.parsed += 1
+            self.deliveries.append((stream_seq(reply), parts[1].decode(),
+                                    buf[body + headers:body + total]))
 
     def _status(self, block: bytes, reply: bytes) -> None:
         code = block[9:12]
@@ -117,41 +76,24 @@ class FrameParser:
             self.error = block.split(CRLF, 1)[0].decode(errors="replace")
 
 
-class _Delivery(asyncio.Protocol):
-    def __init__(self, parser: FrameParser) -> None:
-        self.parser = parser
-        self.transport: asyncio.Transport | None = None
-        self.arrived = asyncio.Event()
-        self.lost: str | None = None
-
-    def connection_made(self, transport) -> None:
-        self.transport = transport
-
-    def data_received(self, data: bytes) -> None:
-        self.parser.feed(data)
-        if self.parser.outgoing:
-            self.transport.write(b"".join(self.parser.outgoing))
-            self.parser.outgoing.clear()
-        self.arrived.set()
-
-    def connection_lost(self, exc) -> None:
-        self.lost = f"the delivery connection closed ({exc or 'by the server'})"
-        self.arrived.set()
-
-
 class OrderedReader:
     """One ordered pass over a stream from `start_seq`; use as `async with`, then `take()`."""
 
     def __init__(self, nc: Client, stream: str, filter_subject: str, start_seq: int) -> None:
         self.nc, self.stream, self.filter_subject = nc, stream, filter_subject
         self.start_seq = max(start_seq, 1)
-        self._parser = FrameParser()
-        self._protocol: _Delivery | None = None
+        self._parser = DeliveryParser()
+        self._protocol: WireProtocol | None = None
         self._consumer: str | None = None
 
     async def __aenter__(self) -> OrderedReader:
         inbox = f"_INBOX.{uuid.uuid4().hex}".encode()
-        self._protocol = await _connect(self.nc, self._parser, inbox)
+        self._protocol = WireProtocol(self._parser)
+        try:
+            await open_connection(self.nc, self._protocol, inbox, "modelgov-stream-reader",
+                                  "delivery connection")
+        except WireError as exc:
+            raise DeliveryLost(str(exc)) from exc
         try:
             config = api.ConsumerConfig(
                 deliver_subject=inbox.decode(), filter_subject=self.filter_subject,
@@ -212,40 +154,3 @@ class OrderedReader:
             raise DeliveryLost(f"{self.stream}: the server said {self._parser.error}")
         if self._protocol.lost:
             raise DeliveryLost(f"{self.stream}: {self._protocol.lost}")
-
-
-async def _connect(nc: Client, parser: FrameParser, inbox: bytes) -> _Delivery:
-    """A second connection to the server `nc` uses, with its credentials, subscribed to `inbox`;
-    returns once the server has confirmed the subscription (so no delivery can miss it)."""
-    url: ParseResult | None = nc.connected_url
-    if url is None:
-        raise DeliveryLost("the NATS client is not connected")
-    where = without_credentials(url.geturl())
-    loop = asyncio.get_running_loop()
-    protocol = _Delivery(parser)
-    try:
-        await asyncio.wait_for(loop.create_connection(lambda: protocol, url.hostname,
-                                                      url.port or DEFAULT_PORT), 5)
-    except (OSError, TimeoutError) as exc:
-        raise DeliveryLost(f"cannot open a delivery connection to {where}: {exc!r}") from exc
-    options = {"verbose": False, "pedantic": False, "headers": True, "no_responders": True,
-               "protocol": 1, "lang": "python3", "name": "modelgov-stream-reader"}
-    if url.username and url.password:
-        options.update(user=url.username, **{"pass": url.password})
-    elif url.username:
-        options["auth_token"] = url.username
-    protocol.transport.write(b"CONNECT " + json.dumps(options).encode() + CRLF
-                             + b"SUB " + inbox + b" 1\r\nPING\r\n")
-    # The server handles frames in order: its PONG means CONNECT and SUB were accepted.
-    deadline = time.monotonic() + 5
-    while not (parser.pongs or parser.error or protocol.lost):
-        protocol.arrived.clear()
-        try:
-            await asyncio.wait_for(protocol.arrived.wait(), max(deadline - time.monotonic(), 0))
-        except TimeoutError:
-            break
-    if not parser.pongs or parser.error or protocol.lost:
-        protocol.transport.close()
-        why = parser.error or protocol.lost or "no answer in 5 s"
-        raise DeliveryLost(f"{where} refused the delivery connection: {why}")
-    return protocol

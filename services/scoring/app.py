@@ -62,6 +62,7 @@ def create_app(settings: Settings | None = None,
         if shadows:  # let recorded-in-flight shadow predictions finish, briefly
             await asyncio.wait(shadows, timeout=5)
         await runtime.extras["loader"].close()
+        runtime.extras["recorder"].publisher.close()
 
     app = build_app("scoring", settings, title="modelgov scoring", description=DESCRIPTION,
                     routers=[api.router, oip.router], outbox=store.outbox, on_start=[start], on_stop=[stop],

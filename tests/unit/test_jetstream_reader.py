@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from services.runtime.jetstream_reader import FrameParser, stream_seq
+from services.runtime.jetstream_reader import DeliveryParser, stream_seq
 
 
 def ack(seq: int, v2: bool = False) -> bytes:
@@ -28,7 +28,7 @@ FLOW_CONTROL = hmsg(b"_INBOX.x", b"$JS.FC.GOVERNANCE.cons.abc",
 
 
 def test_a_delivery_is_its_stream_sequence_subject_and_exact_payload():
-    parser = FrameParser()
+    parser = DeliveryParser()
     parser.feed(event(7, b'{"a": "b\r\nc"}') + b"MSG gov.x 1 " + ack(8) + b" 2\r\nhi\r\n")
     # check: the payload is the bytes between the headers and the frame's end, CRLF and all
     assert list(parser.deliveries) == [(7, "gov.registry.model.created", b'{"a": "b\r\nc"}'),
@@ -38,7 +38,7 @@ def test_a_delivery_is_its_stream_sequence_subject_and_exact_payload():
 
 def test_frames_cut_anywhere_across_reads_parse_the_same():
     stream = b"INFO {}\r\n" + event(1) + FLOW_CONTROL + event(2) + b"PING\r\n" + event(3)
-    whole, bytewise = FrameParser(), FrameParser()
+    whole, bytewise = DeliveryParser(), DeliveryParser()
     whole.feed(stream)
     for i in range(len(stream)):
         bytewise.feed(stream[i:i + 1])
@@ -48,7 +48,7 @@ def test_frames_cut_anywhere_across_reads_parse_the_same():
 
 
 def test_a_flow_control_request_waits_for_the_messages_sent_before_it():
-    parser = FrameParser()
+    parser = DeliveryParser()
     parser.feed(event(1) + event(2) + FLOW_CONTROL)
     # check: answered once two messages are taken (by the reader), not now
     assert list(parser.flow_requests) == [(2, b"$JS.FC.GOVERNANCE.cons.abc")]
@@ -56,7 +56,7 @@ def test_a_flow_control_request_waits_for_the_messages_sent_before_it():
 
 
 def test_a_heartbeat_reporting_a_stalled_consumer_is_answered_at_once():
-    parser = FrameParser()
+    parser = DeliveryParser()
     beat = (b"NATS/1.0 100 Idle Heartbeat\r\nNats-Last-Consumer: 5\r\n"
             b"Nats-Consumer-Stalled: $JS.FC.G.c.z\r\n\r\n")
     parser.feed(hmsg(b"_INBOX.x", b"", beat, b""))
@@ -71,7 +71,7 @@ def test_a_heartbeat_reporting_a_stalled_consumer_is_answered_at_once():
      "NATS/1.0 409 Consumer Deleted"),
 ])
 def test_what_the_server_says_went_wrong_is_kept(frame, said):
-    parser = FrameParser()
+    parser = DeliveryParser()
     parser.feed(frame)
     assert parser.error == said
 
@@ -83,7 +83,7 @@ def test_the_stream_sequence_is_read_from_both_ack_subject_forms():
 def test_a_message_larger_than_any_read_arrives_whole_and_exact():
     big = bytes(range(256)) * 16384  # 4 MiB
     stream = event(1, big) + event(2)
-    parser = FrameParser()
+    parser = DeliveryParser()
     for i in range(0, len(stream), 65536):
         parser.feed(stream[i:i + 65536])
     assert [(seq, len(payload)) for seq, _, payload in parser.deliveries] == [(1, len(big)), (2, 10)]
