@@ -557,6 +557,7 @@ async def generate(args) -> dict:
         "max_ms": round(float(lat.max()), 3) if ok else None,
         "client_cpu_ms_per_request": round(client_cpu * 1000 / ok, 4) if ok else None,
         "ok_including_warmup": rec.ok_total,
+        "latencies_ms": [round(float(v), 3) for v in lat],  # merged over a cell's slices, then dropped
     }
 
 
@@ -596,6 +597,32 @@ def run_cell(url: str, path: str, headers: dict, bodies: Path, concurrency: int,
     out["server_cpu_ms_per_request"] = round(sum(used.values()) * 1000 / n, 4)
     out["server_cpu_cores_busy"] = round(sum(used.values()) / duration, 2)
     return out
+
+
+def merge_slices(slices: list[dict], duration: float) -> dict:
+    """One cell from the slices it was measured in (each `duration` seconds): counts and CPU
+    summed, rates over the whole measured time, percentiles over every latency."""
+    failed = next((s for s in slices if "error" in s), None)
+    if failed is not None:
+        return failed
+    lat = np.array([v for s in slices for v in s["latencies_ms"]])
+    ok, seconds = len(lat), duration * len(slices)
+    cpu = {k: sum(s["server_cpu_s"][k] for s in slices) for k in slices[0]["server_cpu_s"]}
+    client_cpu = sum((s["client_cpu_ms_per_request"] or 0) * s["requests"] for s in slices)
+    return {
+        "requests": ok, "errors": sum(s["errors"] for s in slices),
+        "first_error": next((s["first_error"] for s in slices if s["first_error"]), None),
+        "req_per_s": round(ok / seconds, 1),
+        "p50_ms": round(float(np.percentile(lat, 50)), 3) if ok else None,
+        "p99_ms": round(float(np.percentile(lat, 99)), 3) if ok else None,
+        "max_ms": round(float(lat.max()), 3) if ok else None,
+        "client_cpu_ms_per_request": round(client_cpu / ok, 4) if ok else None,
+        "ok_including_warmup": sum(s["ok_including_warmup"] for s in slices),
+        "server_cpu_s": {k: round(v, 3) for k, v in cpu.items()},
+        "server_cpu_ms_per_request": round(sum(cpu.values()) * 1000 / max(ok, 1), 4),
+        "server_cpu_cores_busy": round(sum(cpu.values()) / seconds, 2),
+        "req_per_s_by_slice": [s["req_per_s"] for s in slices],
+    }
 
 
 # -- orchestration --------------------------------------------------------------------------------
@@ -823,8 +850,11 @@ def main(args) -> dict:
             "load_generator_cost": "client CPU per request is in each cell; raw streams cost "
                                    "0.1-0.2 ms, httpx.AsyncClient 2-3 ms (measured 2026-11-23), "
                                    "enough to throttle the servers on 2 cores",
-            "order": "cells interleaved: per model and concurrency, MLServer, then modelgov's "
-                     "/v1/score, then modelgov's OIP /v2 infer with MLServer's body (modelgov-oip)",
+            "order": f"per model and concurrency, {args.rounds} turns of MLServer, then modelgov's "
+                     "/v1/score, then modelgov's OIP /v2 infer with MLServer's body (modelgov-oip), "
+                     f"each {args.duration / args.rounds:g} s measured after its warm-up; a cell sums "
+                     "its side's turns",
+            "rounds": args.rounds,
             "access_logs": "off on both (MLServer debug=false; uvicorn --no-access-log)",
             "server_cpu": "psutil user+system over each server's process tree during the measured "
                           "window; modelgov counts scoring + nats-server + registry",
@@ -883,12 +913,20 @@ def main(args) -> dict:
                                   scores, mg.pids()))
                     sides.append(("modelgov-oip", mg.url, f"/v2/models/{name}/infer",
                                   mg.auth("scoring_client"), oip_mg, mg.pids()))
-                for server, url, path, headers, bodies, pids in sides:
-                    print(f"  {name} c={conc} {server} ...", end="", flush=True)
-                    cell = run_cell(url, path, headers, bodies, conc, args.warmup, args.duration, pids,
-                                    env, args.http_client, f"{run_id}-{name}-c{conc}-")
+                # The sides take turns, a slice each, so that this VM's drift over the cell
+                # (its speed moves within minutes) falls on every side alike.
+                slices: dict[str, list[dict]] = {side[0]: [] for side in sides}
+                each = args.duration / args.rounds
+                for turn in range(args.rounds):
+                    for server, url, path, headers, bodies, pids in sides:
+                        slices[server].append(run_cell(
+                            url, path, headers, bodies, conc, args.warmup, each, pids, env,
+                            args.http_client, f"{run_id}-{name}-c{conc}-t{turn}-"))
+                for server, measured in slices.items():
+                    cell = merge_slices(measured, each)
                     cells.append({"model": name, "concurrency": conc, "server": server, **cell})
-                    print(f" {cell.get('req_per_s', cell.get('error'))} req/s", flush=True)
+                    print(f"  {name} c={conc} {server}: {cell.get('req_per_s', cell.get('error'))} "
+                          f"req/s (slices {cell.get('req_per_s_by_slice')})", flush=True)
         if mg is not None:
             ok = sum(c.get("ok_including_warmup", 0) for c in cells if c["server"].startswith("modelgov"))
             checked = sum(doc["same_scores"][n]["modelgov_ok"] for n in MODELS)
@@ -910,7 +948,10 @@ def main(args) -> dict:
 def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench.scoring_vs_mlserver", description=__doc__)
     parser.add_argument("--duration", type=float, default=10.0, help="measured seconds per cell")
-    parser.add_argument("--warmup", type=float, default=2.0, help="warm-up seconds per cell")
+    parser.add_argument("--warmup", type=float, default=2.0, help="warm-up seconds per slice")
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="slices per cell: the sides take turns, each measured duration/rounds "
+                             "seconds a turn")
     parser.add_argument("--concurrency", default="1,16,64", help="comma-separated client counts")
     parser.add_argument("--scoring-workers", type=int, default=2,
                         help="scoring's worker processes (MLServer as shipped runs two: its HTTP "
