@@ -30,11 +30,13 @@ RECONNECT_SECONDS = 1.0  # the least time between attempts to open the connectio
 _HEADERS = b"NATS/1.0\r\n"
 
 
-def _frameable(subject: str, fields: dict[str, str]) -> bool:
-    """No space or control character in the subject, no line break in a header: either would
-    end the frame early, the server would close the connection, and every pending publish fail."""
+def _frameable(subject: str, block: bytes, fields: int) -> bool:
+    """No space or control character in the subject, no line break in a header but the ones the
+    block is built with: either would end the frame early, the server would close the
+    connection, and every pending publish fail."""
+    lines = fields + 2  # the NATS/1.0 line, each header, the blank line
     return (subject.isprintable() and " " not in subject and subject != ""
-            and all(k.isprintable() and v.isprintable() and ":" not in k for k, v in fields.items()))
+            and block.count(b"\n") == lines and block.count(b"\r") == lines)
 
 
 class PublishFailed(WireError):
@@ -130,10 +132,10 @@ class JetStreamPublisher:
         if conn.lost is not None:  # lost while this caller waited for it to open
             raise PublishFailed(f"no PubAck: {conn.lost}")
         fields = {MSG_ID: msg_id, **(headers or {})}
-        if not _frameable(subject, fields):
-            raise PublishFailed(f"{subject!r} or a header of it would break the protocol's framing")
-        block = b"".join([_HEADERS, *(b"%s: %s\r\n" % (k.encode(), v.encode()) for k, v in fields.items()),
+        block = b"".join([_HEADERS, *[b"%s: %s\r\n" % (k.encode(), v.encode()) for k, v in fields.items()],
                           CRLF])
+        if not _frameable(subject, block, len(fields)):
+            raise PublishFailed(f"{subject!r} or a header of it would break the protocol's framing")
         size = len(block) + len(payload)
         limit = conn.parser.info.get("max_payload", 1 << 20)
         if size > limit:

@@ -68,7 +68,9 @@ async def test_refusals_say_why_and_leave_the_connection_working(nats_server):
         limit = 1024 * 1024  # nats-server's default max_payload
         with pytest.raises(PublishFailed, match=f"over the server's limit of {limit}"):
             await publisher.publish("dec.m.made", b"x" * limit, "b", timeout=10)
-        for subject, headers in (("dec.m made", None), ("dec.m.made", {"traceparent": "x\r\nPUB y 1"})):
+        for subject, headers in (("dec.m made", None), ("dec.m\r\n.made", None),
+                                 ("dec.m.made", {"traceparent": "x\r\nPUB y 1"}),
+                                 ("dec.m.made", {"traceparent": "x\ny"})):
             with pytest.raises(PublishFailed, match="would break the protocol's framing"):
                 await publisher.publish(subject, b"x", "d", headers, timeout=10)
         await publisher.publish("dec.m.made", b"still fine", "c", timeout=10)
