@@ -35,6 +35,7 @@ import numpy as np
 
 from bench.report import cpu_seconds
 from deploy.servers import NatsServer, binary, free_port, stop
+from deploy.stack import SCORING_HTTP
 from services.monitoring.reference import build_profile
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -355,7 +356,7 @@ class Modelgov:
         cmd = [sys.executable, "-m", "uvicorn", f"services.{name}.app:create_app", "--factory",
                "--host", "127.0.0.1", "--port", str(port), "--no-access-log"]
         if name == "scoring":
-            cmd += ["--workers", str(self.workers)]
+            cmd += ["--workers", str(self.workers), *SCORING_HTTP]
         return spawn_env(cmd, self.work / "log" / f"{name}.log", env)
 
     def auth(self, role: str) -> dict:

@@ -206,13 +206,18 @@ def migrate(names: list[str], env: dict[str, str], paths: Paths) -> None:
     print(f"  migrations {', '.join(with_migrations)} at head")
 
 
+# Scoring's HTTP protocol: uvicorn's httptools one, writing each response in one send()
+# (services/scoring/http.py).
+SCORING_HTTP = ["--http", "services.scoring.http:HttpToolsOneWrite"]
+
+
 def start_service(name: str, settings: Settings, paths: Paths, env: dict[str, str]) -> Component:
     port = settings.port(name)
     if port_open(port):
         print(f"  {name:<10} something already answers on port {port}: reusing it")
         return Component(name, port, owned=False)
     log = open(paths.log / f"{name}.log", "ab")
-    workers = ["--workers", str(settings.scoring_workers)] if name == "scoring" else []
+    workers = ["--workers", str(settings.scoring_workers), *SCORING_HTTP] if name == "scoring" else []
     proc = subprocess.Popen(
         [sys.executable, "-m", "uvicorn", f"services.{name}.app:create_app", "--factory",
          "--host", "127.0.0.1", "--port", str(port), *workers],
