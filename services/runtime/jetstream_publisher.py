@@ -12,7 +12,9 @@ The same guarantees as `Bus.publish`: the event is durable once `publish()` retu
 acked it); a failure (no stream for the subject, the stream's error, no ack within the timeout, the
 connection lost, a message over the server's limit) raises `PublishFailed` and the caller keeps the
 event (scoring's outbox). The msg id header lets the server drop a repeat of a publish that landed
-after all. The connection opens on first use and again after it is lost, at most once a second.
+after all. The connection opens on first use and again after it is lost, at most once a second;
+while it cannot be opened (a TLS-only server: this connection is plain TCP; a connection limit),
+publishes go through the bus's nats-py client, as they did before this module.
 """
 
 from __future__ import annotations
@@ -128,7 +130,15 @@ class JetStreamPublisher:
 
     async def publish(self, subject: str, payload: bytes, msg_id: str,
                       headers: dict[str, str] | None = None, timeout: float = 5.0) -> None:
-        conn = self._connection if self._connection is not None else await self._open()
+        conn = self._connection
+        if conn is None:
+            try:
+                conn = await self._open()
+            except PublishFailed:
+                # No connection of our own (a server that wants TLS, or refuses a second
+                # connection): the bus's own client carries it, at its cost.
+                await self.bus.publish(subject, payload, msg_id, headers, timeout)
+                return
         if conn.lost is not None:  # lost while this caller waited for it to open
             raise PublishFailed(f"no PubAck: {conn.lost}")
         fields = {MSG_ID: msg_id, **(headers or {})}

@@ -11,7 +11,8 @@ import nats
 import pytest
 
 from contracts.streams import DECISIONS
-from services.runtime.bus import MSG_ID, Bus
+from deploy.servers import NatsServer
+from services.runtime.bus import MSG_ID, Bus, BusUnavailable
 from services.runtime.jetstream_publisher import JetStreamPublisher, PublishFailed
 from services.runtime.settings import Settings
 
@@ -89,7 +90,7 @@ async def test_an_outage_fails_publishes_at_once_and_the_connection_reopens_afte
         with pytest.raises(PublishFailed):
             await waiting
         assert time.monotonic() - began < 15
-        with pytest.raises(PublishFailed):  # while the server is down
+        with pytest.raises((PublishFailed, BusUnavailable)):  # while the server is down
             await publisher.publish("dec.m.made", b"during", "3", timeout=30)
         nats_server.start()
         assert await bus.wait_ready(10)
@@ -105,3 +106,22 @@ async def test_an_outage_fails_publishes_at_once_and_the_connection_reopens_afte
                 await asyncio.sleep(0.2)
     data = [m.data for m in await stored(nats_server.url)]
     assert data[0] == b"before" and data[-1] == b"after" and b"during" not in data
+
+
+class OneConnectionNats(NatsServer):
+    """A server that takes a single client connection."""
+
+    def config_text(self) -> str:
+        return super().config_text() + "max_connections: 1\n"
+
+
+async def test_without_a_connection_of_its_own_it_publishes_through_the_bus_client(tmp_path):
+    server = OneConnectionNats(tmp_path / "nats", sync_always=False).start()
+    try:
+        async with publishing(server.url) as (publisher, bus):
+            # act: the publisher's own connection would be the server's second
+            await publisher.publish("dec.m.made", b"through nats-py", "1", timeout=10)
+            assert publisher._connection is None
+        assert [m.data for m in await stored(server.url)] == [b"through nats-py"]
+    finally:
+        server.stop()
