@@ -1,4 +1,6 @@
-"""The scoring service: `uvicorn services.scoring.app:create_app --factory`."""
+"""The scoring service: `uvicorn services.scoring.app:create_app --factory
+--http services.scoring.http:HttpToolsOneWrite` (that protocol sends each response in one write;
+uvicorn's own serves the same, slower)."""
 
 from __future__ import annotations
 
