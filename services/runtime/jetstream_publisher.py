@@ -174,7 +174,12 @@ class JetStreamPublisher:
             if time.monotonic() < self._next_attempt:
                 raise PublishFailed("the publishing connection is down; it is re-opened shortly")
             self._opening = asyncio.ensure_future(self._connect())
-        return await asyncio.shield(self._opening)  # a caller cancelled leaves it to the others
+        try:
+            return await asyncio.shield(self._opening)  # a caller cancelled leaves it to the others
+        except asyncio.CancelledError:
+            if asyncio.current_task().cancelling():
+                raise  # this caller was cancelled
+            raise PublishFailed("the publisher was closed while its connection opened") from None
 
     async def _connect(self) -> _Connection:
         self._next_attempt = time.monotonic() + RECONNECT_SECONDS
@@ -190,5 +195,8 @@ class JetStreamPublisher:
         return conn
 
     def close(self) -> None:
+        if self._opening is not None:  # not to be left open once it connects
+            self._opening.cancel()
+            self._opening = None
         if self._connection is not None:
             self._connection.transport.close()  # connection_lost fails what is pending

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from abc import ABC, abstractmethod
 from urllib.parse import ParseResult
 
 from nats.aio.client import Client
@@ -29,9 +30,10 @@ class WireError(NatsError):
     """A wire connection could not be opened, or is gone."""
 
 
-class WireParser:
-    """Cuts what the server sends a buffer at a time; `message()` takes each MSG / HMSG.
-    Pure: bytes in; frames to send back (PONG) in `outgoing`."""
+class WireParser(ABC):
+    """Cuts what the server sends a buffer at a time; a subclass's `message()` takes each MSG /
+    HMSG (the reader's deliveries, the publisher's acks). Pure: bytes in; frames to send back
+    (PONG) in `outgoing`."""
 
     def __init__(self) -> None:
         # An incomplete frame's pieces, joined once `_need` bytes have come (a large message
@@ -43,11 +45,11 @@ class WireParser:
         self.error: str | None = None  # what the server said went wrong, if it did
         self.info: dict = {}  # the server's INFO (max_payload among it)
 
+    @abstractmethod
     def message(self, parts: list[bytes], buf: bytes, body: int, headers: int, total: int) -> None:
         """One message: `parts` its control line split on spaces (`MSG <subject> <sid> [reply]
         <size>`, HMSG with the header size before the total), its header block at
         buf[body:body + headers], its payload up to body + total."""
-        raise NotImplementedError
 
     def feed(self, data: bytes) -> None:
         if self._pieces:
@@ -133,12 +135,16 @@ async def open_connection(nc: Client, protocol: WireProtocol, inbox: bytes, name
     # The server handles frames in order: its PONG means CONNECT and SUB were accepted.
     parser = protocol.parser
     deadline = time.monotonic() + 5
-    while not (parser.pongs or parser.error or protocol.lost):
-        protocol.arrived.clear()
-        try:
-            await asyncio.wait_for(protocol.arrived.wait(), max(deadline - time.monotonic(), 0))
-        except TimeoutError:
-            break
+    try:
+        while not (parser.pongs or parser.error or protocol.lost):
+            protocol.arrived.clear()
+            try:
+                await asyncio.wait_for(protocol.arrived.wait(), max(deadline - time.monotonic(), 0))
+            except TimeoutError:
+                break
+    except BaseException:  # cancelled while waiting: the half-open connection is not kept
+        protocol.transport.close()
+        raise
     if not parser.pongs or parser.error or protocol.lost:
         protocol.transport.close()
         why = parser.error or protocol.lost or "no answer in 5 s"

@@ -125,3 +125,42 @@ async def test_without_a_connection_of_its_own_it_publishes_through_the_bus_clie
         assert [m.data for m in await stored(server.url)] == [b"through nats-py"]
     finally:
         server.stop()
+
+
+class CountingTransport:
+    """The connection's transport, counting the writes that reach it."""
+
+    def __init__(self, transport) -> None:
+        self.transport, self.writes = transport, 0
+
+    def write(self, data: bytes) -> None:
+        self.writes += 1
+        self.transport.write(data)
+
+    def __getattr__(self, name: str):
+        return getattr(self.transport, name)
+
+
+async def test_the_publishes_of_one_loop_turn_leave_in_one_write(nats_server):
+    async with publishing(nats_server.url) as (publisher, bus):
+        await publisher.publish("dec.m.made", b"opens the connection", "0")
+        connection = publisher._connection
+        counting = connection.transport = CountingTransport(connection.transport)
+        # act: 50 publishes started in the same turn
+        await asyncio.gather(*(publisher.publish("dec.m.made", b"%d" % i, f"id-{i}")
+                               for i in range(1, 51)))
+    # check: one write carried all 50, and each was acked and stored
+    assert counting.writes == 1
+    assert len(await stored(nats_server.url)) == 51
+
+
+async def test_closing_while_the_connection_opens_leaves_none_open(nats_server):
+    async with publishing(nats_server.url) as (publisher, bus):
+        waiting = asyncio.create_task(publisher.publish("dec.m.made", b"at shutdown", "1", timeout=10))
+        await asyncio.sleep(0)  # it waits for the connection to open
+        publisher.close()
+        # check: the publish is not lost (the bus's client carries it) and nothing was left open
+        await waiting
+        await asyncio.sleep(0.2)
+        assert publisher._connection is None and publisher._opening is None
+    assert [m.data for m in await stored(nats_server.url)] == [b"at shutdown"]

@@ -18,6 +18,7 @@ import pytest
 import yaml
 
 from deploy.servers import SEARCH_ATTRIBUTES
+from deploy.stack import SCORING_HTTP
 from services.runtime.auth import TokenBook
 from services.runtime.settings import Settings
 
@@ -123,6 +124,12 @@ def test_every_command_runs_something_that_exists(where, command):
         # check the factory imports and the port is the service's own
         assert callable(importlib.import_module(f"services.{name}.app").create_app), where
         assert port == service_port(name), f"{where}: {name} listens on {service_port(name)}, not {port}"
+        # check scoring runs with the HTTP protocol `make up` gives it, and that protocol imports
+        if name == "scoring":
+            at = command.index("--http")
+            assert command[at:at + 2] == SCORING_HTTP, where
+            module, _, attr = command[at + 1].partition(":")
+            assert getattr(importlib.import_module(module), attr), where
     else:
         assert command[:3] == ["python", "-m", "services.runtime.migrate"], f"{where}: {command}"
         importlib.import_module("services.runtime.migrate")
