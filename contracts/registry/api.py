@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from datetime import datetime
 from enum import StrEnum
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -13,6 +13,10 @@ from contracts.monitoring.profile import ReferenceProfile
 
 NAME_PATTERN = r"^[a-z0-9][a-z0-9-]{1,62}$"
 FEATURE_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]{0,127}$"
+# Versions are stored as 32-bit integers (PostgreSQL `integer`): a larger number names none, and
+# must be refused as such rather than overflow the database driver.
+MAX_VERSION = 2**31 - 1
+Version = Annotated[int, Field(ge=1, le=MAX_VERSION)]
 
 
 class Strict(BaseModel):
@@ -151,7 +155,7 @@ class TransitionRequest(Strict):
 
 
 class AliasSet(Strict):
-    version: int = Field(gt=0)
+    version: Version
     evidence: str | None = Field(
         None, max_length=4000, description="approval evidence (a workflow id, a review record)"
     )

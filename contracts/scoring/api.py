@@ -7,6 +7,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
+from contracts.registry.api import Version
+
 # champion / canary: routed by the deployment; direct: the request named its version
 # (`/v2/models/{model}/versions/{version}/infer`), whatever the deployment says.
 Route = Literal["champion", "canary", "direct"]
@@ -63,16 +65,16 @@ class ScoreBatchResponse(Strict):
 
 
 class Canary(Strict):
-    version: int = Field(gt=0)
+    version: Version
     percent: float = Field(ge=0, le=100, description="share of entity ids routed to the canary")
 
 
 class DeploymentSpec(Strict):
     """What serves a model: the champion, optionally a canary share, and shadow versions."""
 
-    champion: int = Field(gt=0)
+    champion: Version
     canary: Canary | None = None
-    shadow: list[int] = Field(default_factory=list, max_length=10)
+    shadow: list[Version] = Field(default_factory=list, max_length=10)
 
     @model_validator(mode="after")
     def _distinct(self) -> DeploymentSpec:

@@ -7,7 +7,7 @@ import time
 from datetime import UTC, datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Query, Request
+from fastapi import APIRouter, Query, Request
 from nats.errors import Error as NatsError
 
 from contracts.audit.api import (
@@ -18,7 +18,6 @@ from contracts.audit.api import (
     ReplayStream,
     VerifyReport,
 )
-from contracts.registry.api import NAME_PATTERN
 from contracts.streams import DECISIONS, GOVERNANCE
 from services.audit import replay
 from services.audit.domain import verify
@@ -27,6 +26,7 @@ from services.runtime import migrate
 from services.runtime.auth import Role, principal_of
 from services.runtime.bus import BusUnavailable
 from services.runtime.errors import Problem
+from services.runtime.params import ModelName
 
 router = APIRouter(prefix="/v1/audit", tags=["audit"])
 
@@ -78,7 +78,7 @@ def list_events(
 @router.get("/models/{name}/history", response_model=ModelHistory)
 def get_model_history(
     request: Request,
-    name: Annotated[str, Path(pattern=NAME_PATTERN)],
+    name: ModelName,
     _who: Reader,
 ) -> ModelHistory:
     """Every event about a model, its versions, aliases and deployments, in chain order."""

@@ -23,10 +23,12 @@ from contracts.monitoring.api import (
     WindowReport,
 )
 from contracts.monitoring.events import PolicyChanged
+from contracts.registry.api import MAX_VERSION
 from services.monitoring import domain, messaging, report, store
 from services.runtime.auth import Role, principal_of
 from services.runtime.causes import cause_of
 from services.runtime.errors import Problem
+from services.runtime.params import ModelName
 
 router = APIRouter(prefix="/v1", tags=["monitoring"])
 
@@ -75,8 +77,8 @@ async def record_outcomes(
 @router.get("/monitoring/{model}/report", response_model=MonitoringReport,
             responses={200: {"content": {"text/html": {}}}})
 async def get_report(
-    model: str, request: Request, who: Reader,
-    version: Annotated[int | None, Query(ge=1, description="only this version")] = None,
+    model: ModelName, request: Request, who: Reader,
+    version: Annotated[int | None, Query(ge=1, le=MAX_VERSION, description="only this version")] = None,
     windows: Annotated[int, Query(ge=1, le=500, description="newest windows to include")] = 20,
     format: Annotated[Literal["json", "html"], Query(description="html: charts for people")] = "json",
 ):
@@ -119,9 +121,9 @@ def _known(conn, model: str) -> None:
 
 @router.get("/monitoring/{model}/compare", response_model=Comparison)
 async def compare_versions(
-    model: str, request: Request, who: Reader,
-    baseline: Annotated[int, Query(ge=1, description="the version serving now (champion)")],
-    candidate: Annotated[int, Query(ge=1, description="the version on trial (canary)")],
+    model: ModelName, request: Request, who: Reader,
+    baseline: Annotated[int, Query(ge=1, le=MAX_VERSION, description="the version serving now (champion)")],
+    candidate: Annotated[int, Query(ge=1, le=MAX_VERSION, description="the version on trial (canary)")],
     since: Annotated[datetime | None, Query(description="default: the candidate's first decision")] = None,
     until: Annotated[datetime | None, Query(description="default: now")] = None,
 ) -> Comparison:
@@ -167,7 +169,7 @@ def _compare(engine: Engine, model: str, baseline: int, candidate: int, since, u
 
 
 @router.get("/monitoring/{model}/policy", response_model=PolicyPublic)
-async def get_policy(model: str, request: Request, who: Reader) -> PolicyPublic:
+async def get_policy(model: ModelName, request: Request, who: Reader) -> PolicyPublic:
     """The model's windows, thresholds and retrain triggers (defaults until one is set)."""
     def read():
         with engine_of(request).connect() as conn:
@@ -180,7 +182,8 @@ async def get_policy(model: str, request: Request, who: Reader) -> PolicyPublic:
 
 
 @router.put("/monitoring/{model}/policy", response_model=PolicyPublic)
-async def put_policy(model: str, body: MonitoringPolicy, request: Request, who: PolicyKeeper) -> PolicyPublic:
+async def put_policy(model: ModelName, body: MonitoringPolicy, request: Request,
+                     who: PolicyKeeper) -> PolicyPublic:
     """Set the model's monitoring policy; it applies to windows opened from now on."""
     cause = cause_of(request, who)
     p = store.policies

@@ -29,6 +29,7 @@ from services.registry.domain import Artifact, Step
 from services.runtime.auth import Role, principal_of
 from services.runtime.causes import Cause, cause_of
 from services.runtime.errors import Problem, describe_validation
+from services.runtime.params import ModelName, VersionNumber
 
 router = APIRouter(prefix="/v1", tags=["registry"])
 
@@ -92,7 +93,7 @@ def list_models(request: Request, who: Reader) -> list[ModelPublic]:
 
 
 @router.get("/models/{name}", response_model=ModelPublic)
-def get_model(name: str, request: Request, who: Reader) -> ModelPublic:
+def get_model(name: ModelName, request: Request, who: Reader) -> ModelPublic:
     """One model with its latest version and aliases."""
     with _engine(request).connect() as conn:
         return _model(conn, name)
@@ -103,7 +104,7 @@ def get_model(name: str, request: Request, who: Reader) -> ModelPublic:
 
 @router.post("/models/{name}/versions", status_code=201, response_model=VersionCreated,
              openapi_extra=UPLOAD_BODY)
-async def register_version(name: str, request: Request, who: Registrar) -> VersionCreated:
+async def register_version(name: ModelName, request: Request, who: Registrar) -> VersionCreated:
     """Register a version: multipart `artifact` (scanned before acceptance) and `metadata` (JSON)."""
     # Async because it streams the upload; database and file work go to the thread pool.
     settings = request.app.state.settings
@@ -130,7 +131,7 @@ async def register_version(name: str, request: Request, who: Registrar) -> Versi
 
 
 @router.get("/models/{name}/versions", response_model=list[VersionPublic])
-def list_versions(name: str, request: Request, who: Reader) -> list[VersionPublic]:
+def list_versions(name: ModelName, request: Request, who: Reader) -> list[VersionPublic]:
     """Every version of a model, oldest first."""
     with _engine(request).connect() as conn:
         _model(conn, name)
@@ -138,7 +139,7 @@ def list_versions(name: str, request: Request, who: Reader) -> list[VersionPubli
 
 
 @router.get("/models/{name}/versions/{version}", response_model=VersionPublic)
-def get_version(name: str, version: int, request: Request, who: Reader) -> VersionPublic:
+def get_version(name: ModelName, version: VersionNumber, request: Request, who: Reader) -> VersionPublic:
     """One version: status, artifact digest, metadata, aliases."""
     with _engine(request).connect() as conn:
         return _version(conn, name, version)
@@ -146,7 +147,7 @@ def get_version(name: str, version: int, request: Request, who: Reader) -> Versi
 
 @router.get("/models/{name}/versions/{version}/artifact", response_class=FileResponse,
             responses={200: {"content": {"application/octet-stream": {}}}})
-def get_artifact(name: str, version: int, request: Request, who: Reader) -> FileResponse:
+def get_artifact(name: ModelName, version: VersionNumber, request: Request, who: Reader) -> FileResponse:
     """The version's artifact bytes, with their sha256 as ETag and Digest."""
     with _engine(request).connect() as conn:
         found = _version(conn, name, version)
@@ -169,8 +170,8 @@ def get_artifact(name: str, version: int, request: Request, who: Reader) -> File
 @router.get("/models/{name}/versions/{version}/card", response_class=Response,
             responses={200: {"content": {"text/markdown": {}, "text/html": {}}}})
 def get_card(
-    name: str,
-    version: int,
+    name: ModelName,
+    version: VersionNumber,
     request: Request,
     who: Reader,
     card_format: Annotated[Literal["markdown", "html"], Query(alias="format")] = "markdown",
@@ -187,7 +188,7 @@ def get_card(
 
 @router.post("/models/{name}/versions/{version}/transitions", response_model=VersionPublic)
 def transition_version(
-    name: str, version: int, body: TransitionRequest, request: Request, who: Mover
+    name: ModelName, version: VersionNumber, body: TransitionRequest, request: Request, who: Mover
 ) -> VersionPublic:
     """Move a version along its lifecycle: validated, approved, rejected, deployed or retired."""
     cause = _origin(request, who)
@@ -208,7 +209,7 @@ def transition_version(
 
 
 @router.get("/models/{name}/aliases/{alias}", response_model=VersionPublic)
-def get_alias(name: str, alias: str, request: Request, who: Reader) -> VersionPublic:
+def get_alias(name: ModelName, alias: str, request: Request, who: Reader) -> VersionPublic:
     """The version an alias (champion, challenger, ...) names."""
     with _engine(request).connect() as conn:
         model = _model(conn, name)
@@ -218,7 +219,7 @@ def get_alias(name: str, alias: str, request: Request, who: Reader) -> VersionPu
 
 
 @router.put("/models/{name}/aliases/{alias}", response_model=AliasPublic)
-def set_alias(name: str, alias: str, body: AliasSet, request: Request, who: AliasKeeper) -> AliasPublic:
+def set_alias(name: ModelName, alias: str, body: AliasSet, request: Request, who: AliasKeeper) -> AliasPublic:
     """Point an alias at a version: a workflow with approval evidence, or an admin with a reason."""
     domain.check_alias_name(alias)
     cause = _origin(request, who)
@@ -238,7 +239,7 @@ def set_alias(name: str, alias: str, body: AliasSet, request: Request, who: Alia
 
 @router.delete("/models/{name}/aliases/{alias}", status_code=204, response_class=Response)
 def remove_alias(
-    name: str, alias: str, request: Request, who: AliasKeeper, reason: str | None = None
+    name: ModelName, alias: str, request: Request, who: AliasKeeper, reason: str | None = None
 ) -> Response:
     """Remove an alias; an admin (break-glass) must give `?reason=`."""
     domain.check_alias_name(alias)

@@ -27,6 +27,7 @@ from contracts.scoring.events import DecisionMade, DeploymentChanged, ShadowPred
 from services.runtime.auth import Principal, Role, principal_of
 from services.runtime.causes import Cause, cause_of
 from services.runtime.errors import Problem
+from services.runtime.params import ModelName
 from services.runtime.service import Runtime
 from services.scoring import domain, messaging, store
 from services.scoring.messaging import Recorder
@@ -65,14 +66,14 @@ INLINE_ROWS = 4
 
 
 @router.post("/score/{model}", response_model=ScoreResponse)
-async def score(model: str, body: ScoreRequest, request: Request, who: Scorer) -> ScoreResponse:
+async def score(model: ModelName, body: ScoreRequest, request: Request, who: Scorer) -> ScoreResponse:
     """Decide for one entity; the answer is on the record (decision.made) before it is returned."""
     return (await decide(request, who, model, [body], batch=False))[0]
 
 
 @router.post("/score/{model}/batch", response_model=ScoreBatchResponse)
 async def score_batch(
-    model: str, body: ScoreBatchRequest, request: Request, who: Scorer
+    model: ModelName, body: ScoreBatchRequest, request: Request, who: Scorer
 ) -> ScoreBatchResponse:
     """Decide for many entities at once: one decision.made event per item."""
     limit = request.app.state.settings.scoring_max_batch
@@ -287,7 +288,7 @@ async def _shadow_one(rt: Runtime, metrics: ScoringMetrics, model: str, version:
 
 
 @router.get("/deployments/{model}", response_model=DeploymentPublic)
-def get_deployment(model: str, request: Request, who: DeploymentReader) -> DeploymentPublic:
+def get_deployment(model: ModelName, request: Request, who: DeploymentReader) -> DeploymentPublic:
     """What serves the model: champion, canary version and share, shadow versions."""
     found = deployment_of(runtime_of(request).engine, model)
     if found is None:
@@ -297,7 +298,7 @@ def get_deployment(model: str, request: Request, who: DeploymentReader) -> Deplo
 
 
 @router.put("/deployments/{model}", response_model=DeploymentPublic)
-async def put_deployment(model: str, body: DeploymentSpec, request: Request,
+async def put_deployment(model: ModelName, body: DeploymentSpec, request: Request,
                          who: DeploymentKeeper) -> DeploymentPublic:
     """Set champion, canary and shadows; every version is checked and loaded before it takes traffic."""
     rt = runtime_of(request)

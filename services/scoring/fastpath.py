@@ -9,10 +9,10 @@ first, which uses the same parts the FastAPI routes do: the same role check, the
 validation, decide() (oip.infer_rows() for v2), the same error answers (problem_response(); the
 protocol's error object for v2) and the service's HTTP metrics, and opens the server span itself
 (continuing the caller's traceparent), as FastAPI's telemetry would. Anything out of the ordinary
-that would be answered before deciding (a missing or wrong token, a body that is not a valid
-ScoreRequest or a content type other than JSON on v1, a version number out of range on v2) goes
-on to the framework with the body as it came, so callers get exactly the errors it gives. The
-FastAPI routes stay registered: /docs, OpenAPI and those cases.
+that would be answered before deciding (a name no model can have, a missing or wrong token, a
+body that is not a valid ScoreRequest or a content type other than JSON on v1, a version number
+out of range on v2) goes on to the framework with the body as it came, so callers get exactly
+the errors it gives. The FastAPI routes stay registered: /docs, OpenAPI and those cases.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from pydantic import ValidationError
 from starlette.requests import Request
 from starlette.responses import Response
 
+from contracts.registry.api import MAX_VERSION, NAME_PATTERN
 from contracts.scoring.api import ScoreRequest
 from services.runtime.auth import Principal, require
 from services.runtime.errors import Problem, internal_error, problem_response
@@ -39,9 +40,10 @@ log = logging.getLogger(__name__)
 ROUTE = "/v1/score/{model}"
 INFER = "/v2/models/{model}/infer"
 INFER_VERSION = "/v2/models/{model}/versions/{version}/infer"
-_SCORE = re.compile(r"/v1/score/([^/]+)")
-_INFER = re.compile(r"/v2/models/([^/]+)(?:/versions/([^/]+))?/infer")
-_MAX_VERSION = 2**31 - 1  # as the FastAPI route's path parameter admits
+# Only a name a model can have: any other goes to the framework, whose route answers 422.
+_NAME = NAME_PATTERN.removeprefix("^").removesuffix("$")
+_SCORE = re.compile(rf"/v1/score/({_NAME})")
+_INFER = re.compile(rf"/v2/models/({_NAME})(?:/versions/([^/]+))?/infer")
 _authorize = require(*api.SCORER_ROLES)
 
 Answer = tuple[int, bytes, list[tuple[bytes, bytes]]]  # status, body, headers (no content-length)
@@ -115,7 +117,7 @@ def _infer(request: Request, found: re.Match) -> Decider | None:
     model, given = found.groups()
     version = None
     if given is not None:
-        if not (given.isascii() and given.isdigit()) or not 1 <= int(given) <= _MAX_VERSION:
+        if not (given.isascii() and given.isdigit()) or not 1 <= int(given) <= MAX_VERSION:
             return None
         version = int(given)
 

@@ -24,11 +24,10 @@ import math
 import struct
 from collections import defaultdict
 from collections.abc import Callable, Sequence
-from typing import Annotated, Any
+from typing import Any
 
 import numpy as np
 from fastapi import APIRouter, Request, Response
-from fastapi import Path as FastApiPath
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
@@ -51,6 +50,7 @@ from contracts.scoring.oip import (
 from services.runtime.auth import Principal, Role, principal_of
 from services.runtime.errors import Problem, describe_validation
 from services.runtime.health import readyz
+from services.runtime.params import ModelName, VersionNumber
 from services.scoring import api, domain
 
 HEADER_LENGTH = "Inference-Header-Content-Length"
@@ -60,8 +60,6 @@ ROWS_SHOWN = 5
 R = Role
 Reader = principal_of(R.scoring_client, R.service, R.operator, R.admin, R.regulator, R.model_risk,
                       R.compliance, R.data_scientist)
-
-VersionNumber = Annotated[int, FastApiPath(ge=1, le=2**31 - 1, description="a registered version")]
 
 DATATYPE_OF = {"float": "FP64", "int": "INT64", "string": "BYTES", "bool": "BOOL"}
 NUMPY_OF = {"BOOL": "?", "UINT8": "<u1", "UINT16": "<u2", "UINT32": "<u4", "UINT64": "<u8", "INT8": "<i1",
@@ -132,7 +130,7 @@ def get_server_metadata(request: Request) -> ServerMetadata:
 
 
 @router.get("/v2/models/{model}", response_model=ModelMetadata)
-async def get_model_metadata(model: str, request: Request, who: Reader) -> ModelMetadata:
+async def get_model_metadata(model: ModelName, request: Request, who: Reader) -> ModelMetadata:
     """The champion's inputs (one per feature of its feature_schema) and the decision outputs."""
     deployment = await _deployment(request, model)
     rt = api.runtime_of(request)
@@ -145,7 +143,7 @@ async def get_model_metadata(model: str, request: Request, who: Reader) -> Model
 
 @router.get("/v2/models/{model}/ready", response_model=ModelReady,
             responses={400: {"description": "not ready"}})
-async def get_model_ready(model: str, request: Request, who: Reader) -> ModelReady:
+async def get_model_ready(model: ModelName, request: Request, who: Reader) -> ModelReady:
     """200 when the champion (and canary) are loaded; 4xx with the reason otherwise."""
     deployment = await _deployment(request, model)
     loader = api.loader_of(api.runtime_of(request))
@@ -157,7 +155,7 @@ async def get_model_ready(model: str, request: Request, who: Reader) -> ModelRea
 
 
 @router.get("/v2/models/{model}/versions/{version}", response_model=ModelMetadata)
-async def get_version_metadata(model: str, version: VersionNumber, request: Request,
+async def get_version_metadata(model: ModelName, version: VersionNumber, request: Request,
                                who: Reader) -> ModelMetadata:
     """That version's inputs (one per feature of its feature_schema) and the decision outputs."""
     info = await api.pinned_record(api.runtime_of(request), model, version)
@@ -169,7 +167,7 @@ async def get_version_metadata(model: str, version: VersionNumber, request: Requ
 
 @router.get("/v2/models/{model}/versions/{version}/ready", response_model=ModelReady,
             responses={400: {"description": "not ready"}})
-async def get_version_ready(model: str, version: VersionNumber, request: Request,
+async def get_version_ready(model: ModelName, version: VersionNumber, request: Request,
                             who: Reader) -> ModelReady:
     """200 when that version is loaded; 4xx with the reason otherwise (asking starts its load)."""
     rt = api.runtime_of(request)
@@ -211,14 +209,15 @@ _REQUEST_BODY = {"requestBody": {"required": True, "content": {"application/json
 
 
 @router.post("/v2/models/{model}/infer", response_model=InferenceResponse, openapi_extra=_REQUEST_BODY)
-async def infer(model: str, request: Request, who: api.Scorer) -> Response:
+async def infer(model: ModelName, request: Request, who: api.Scorer) -> Response:
     """Decide for N rows sent as tensors, exactly as /v1/score batch: one decision.made per row."""
     return await infer_rows(model, request, who, version=None)
 
 
 @router.post("/v2/models/{model}/versions/{version}/infer", response_model=InferenceResponse,
              openapi_extra=_REQUEST_BODY)
-async def infer_version(model: str, version: VersionNumber, request: Request, who: api.Scorer) -> Response:
+async def infer_version(model: ModelName, version: VersionNumber, request: Request,
+                        who: api.Scorer) -> Response:
     """Decide with exactly that version (route "direct"): one decision.made per row, no shadows."""
     return await infer_rows(model, request, who, version=version)
 

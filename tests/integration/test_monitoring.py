@@ -84,6 +84,12 @@ def test_drift_alert_names_exactly_the_shifted_features_and_unshifted_windows_ra
         page = monitoring.get(f"/v1/monitoring/{MODEL}/report?format=html", headers=bearer("regulator"))
         assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
         assert all(f"<h3>{f}</h3>" in page.text for f in shifted)
+        # check: of a known model, a version no store can hold is a 422 (it answered 500)
+        for query in (f"report?version={2**31}", f"compare?baseline=1&candidate={2**63}"):
+            odd = monitoring.get(f"/v1/monitoring/{MODEL}/{query}", headers=bearer("regulator"))
+            assert odd.status_code == 422 and "less than or equal to 2147483647" in odd.json()["detail"]
+        odd = monitoring.get("/v1/monitoring/Credit_Default/report", headers=bearer("regulator"))
+        assert odd.status_code == 422 and "path.model" in odd.json()["detail"]
 
 
 def test_outcomes_per_item_statuses_idempotent_duplicates_and_clear_errors(settings, nats_server):

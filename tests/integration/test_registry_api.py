@@ -212,6 +212,23 @@ def test_an_unknown_version_is_a_404(client):
     assert_problem(move(client, 7, "validated", "data_scientist"), 404, "version 7 of model 'credit-default'")
 
 
+def test_a_name_or_version_no_model_can_have_is_a_422_naming_it(client):
+    # Fuzzing found both answered 500: a version past the stores' 32-bit integer overflowed the
+    # database driver. The routes now bound them as the registration does.
+    create_model(client)
+    too_big = "path.version: Input should be less than or equal to 2147483647"
+    for path in ("", "/artifact", "/card"):
+        response = client.get(f"/v1/models/credit-default/versions/{2**63}{path}", headers=bearer("operator"))
+        assert_problem(response, 422, too_big)
+    assert_problem(move(client, 2**31, "validated", "data_scientist"), 422, too_big)
+    alias = client.put("/v1/models/credit-default/aliases/champion", json={"version": 2**31},
+                       headers=bearer("service"))
+    assert_problem(alias, 422, "version: Input should be less than or equal to 2147483647")
+    for name in ("Credit_Default", "%10"):
+        response = client.get(f"/v1/models/{name}/versions", headers=bearer("operator"))
+        assert_problem(response, 422, "path.name: String should match pattern")
+
+
 def test_a_duplicate_model_name_is_a_conflict(client):
     create_model(client)
     assert_problem(create_model(client), 409, "model 'credit-default' already exists")

@@ -174,6 +174,13 @@ def test_bad_requests_are_refused_by_rule_naming_what_to_fix_and_decide_nothing(
     # unknown model: 404; a model without a champion: 409 saying how to set one
     unknown = score(scoring, "a", SAFE, name="no-such-model")
     assert unknown.status_code == 404 and "does not exist" in unknown.json()["detail"]
+    # a name no model can have (fuzzing found a control character answered 500): 422 naming it
+    for name in ("Credit_Default", "%13"):
+        for path in (f"/v1/score/{name}", f"/v1/score/{name}/batch"):
+            odd = scoring.post(path, json={"entity_id": "a", "features": SAFE}, headers=bearer("service"))
+            assert odd.status_code == 422 and "path.model: String should match" in odd.json()["detail"]
+        odd = scoring.get(f"/v1/deployments/{name}", headers=bearer("operator"))
+        assert odd.status_code == 422 and "path.model" in odd.json()["detail"]
     register_versions(registry)
     no_champion = score(scoring, "a", SAFE)
     assert no_champion.status_code == 409
@@ -222,6 +229,10 @@ def test_deployments_admit_only_existing_approved_versions_and_each_change_is_an
     missing = deploy(scoring, {"champion": 1, "shadow": [9]})
     assert missing.status_code in (409, 422)
     assert deploy(scoring, {"champion": 1}, name="nope").status_code == 404
+    for spec in ({"champion": 2**31}, {"champion": 1, "shadow": [0]},
+                 {"champion": 1, "canary": {"version": 2**63, "percent": 5}}):
+        out_of_range = deploy(scoring, spec)
+        assert out_of_range.status_code == 422 and "Input should be" in out_of_range.json()["detail"], spec
     from tests.registry_helpers import approve
 
     approve(registry, 1)

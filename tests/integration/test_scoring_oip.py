@@ -142,6 +142,12 @@ def test_v2_errors_are_the_protocols_error_objects_naming_what_to_fix(nats_serve
     for words, response in cases.items():
         assert response.status_code == 400, (words, response.text)
         assert response.headers["content-type"] == "application/json" and words in response.json()["error"]
+    # a name no model can have, a version past any store's (fuzzing found the name answered 500)
+    for path in ("/v2/models/%10", "/v2/models/Credit_Default/ready", f"/v2/models/{MODEL}/versions/{2**31}"):
+        odd = scoring.get(path, headers=auth)
+        assert odd.status_code == 400 and odd.json()["error"].startswith("path."), (path, odd.text)
+    odd = scoring.post("/v2/models/%1d/infer", json={"inputs": [one]}, headers=auth)
+    assert odd.status_code == 400 and "path.model: String should match" in odd.json()["error"]
     # no token, a steering role without scoring: the same shape
     anonymous = httpx.post(f"{scoring.base_url}/v2/models/{MODEL}/infer", json={"inputs": [one]})
     assert anonymous.status_code == 401 and "Bearer" in anonymous.json()["error"]
