@@ -7,6 +7,7 @@ import logging
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DataError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 log = logging.getLogger(__name__)
@@ -80,10 +81,25 @@ def install_error_handlers(app: FastAPI) -> None:
         return problem_response(request, exc.status_code, _title(exc.status_code), detail,
                                 getattr(exc, "headers", None))
 
+    @app.exception_handler(DataError)
+    async def _unstorable(request: Request, exc: DataError):
+        # The database refused a value the request carried (PostgreSQL: a NUL character in text,
+        # a number past its column): the caller's to mend, and the transaction rolled back.
+        return problem_response(request, 422, "Unprocessable Content", unstorable(exc))
+
     @app.exception_handler(Exception)
     async def _bug(request: Request, exc: Exception):
         log.exception("unhandled error on %s %s", request.method, request.url.path)
         return internal_error(request)
+
+
+def unstorable(exc: DataError) -> str:
+    """What the database said, without the statement; a NUL character said plainly."""
+    said = str(exc.orig).strip().splitlines()[0] if str(exc.orig).strip() else type(exc.orig).__name__
+    if "NUL" in said or "\\u0000" in said:
+        return ("a text value contains the NUL character (U+0000), which the database cannot store; "
+                f"remove it ({said})")
+    return f"a value cannot be stored: {said}; nothing was changed"
 
 
 def _title(status: int) -> str:

@@ -26,6 +26,7 @@ from tests.registry_helpers import (
     create_model,
     malicious_pickle,
     metadata,
+    model_body,
     move,
     pickle_bytes,
     reference_profile,
@@ -227,6 +228,17 @@ def test_a_name_or_version_no_model_can_have_is_a_422_naming_it(client):
     for name in ("Credit_Default", "%10"):
         response = client.get(f"/v1/models/{name}/versions", headers=bearer("operator"))
         assert_problem(response, 422, "path.name: String should match pattern")
+
+
+def test_text_the_database_cannot_store_is_a_422_and_keeps_nothing(client, db_url):
+    # PostgreSQL's text holds no NUL character (SQLite's does): that was a 500 there.
+    body = {**model_body("nul-in-text"), "description": "credit\u0000default"}
+    response = client.post("/v1/models", json=body, headers=bearer("data_scientist"))
+    if not db_url.startswith("postgresql"):
+        assert response.status_code == 201, response.text
+        return
+    assert_problem(response, 422, "contains the NUL character (U+0000)")
+    assert client.get("/v1/models/nul-in-text", headers=bearer("operator")).status_code == 404
 
 
 def test_a_duplicate_model_name_is_a_conflict(client):
