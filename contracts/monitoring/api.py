@@ -67,7 +67,8 @@ class MonitoringPolicy(Strict):
     fairness: FairnessPolicy = FairnessPolicy()
     retrain_on_drift: bool = Field(True, description="a drift alert starts RetrainWorkflow")
     retrain_after_positive_labels: StrictInt = Field(
-        5000, ge=1, description="every this many newly labelled positives start RetrainWorkflow")
+        5000, ge=1, le=1_000_000_000,
+        description="every this many newly labelled positives start RetrainWorkflow")
 
 
 class PolicyPublic(Strict):

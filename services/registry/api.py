@@ -9,6 +9,7 @@ from fastapi import APIRouter, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse
 from pydantic import ValidationError
+from rfc8785 import CanonicalizationError
 from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 
@@ -28,7 +29,7 @@ from services.registry import artifacts, card, domain, messaging, store
 from services.registry.domain import Artifact, Step
 from services.runtime.auth import Role, principal_of
 from services.runtime.causes import Cause, cause_of
-from services.runtime.errors import Problem, describe_validation
+from services.runtime.errors import Problem, describe_validation, uncanonical
 from services.runtime.params import ModelName, VersionNumber
 
 router = APIRouter(prefix="/v1", tags=["registry"])
@@ -288,7 +289,10 @@ def _parse_metadata(raw: bytes | None, limit: int) -> VersionMetadata:
         raise _unprocessable(describe_validation(located)) from exc
     # The registered event carries the metadata, and one NATS message holds 1 MiB by default:
     # an oversized event would stall the outbox, so it is refused here, where the caller can act.
-    size = len(canonical.dumps(metadata.model_dump(mode="json", exclude_none=True)))
+    try:
+        size = len(canonical.dumps(metadata.model_dump(mode="json", exclude_none=True)))
+    except CanonicalizationError as exc:
+        raise _unprocessable(f"metadata: {uncanonical(exc)}") from exc
     if size > limit:
         raise Problem(413, "Content Too Large",
                       f"the metadata is {size:,} bytes as canonical JSON; the limit is {limit:,} "

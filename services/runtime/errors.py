@@ -7,6 +7,7 @@ import logging
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from rfc8785 import CanonicalizationError
 from sqlalchemy.exc import DataError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -87,6 +88,11 @@ def install_error_handlers(app: FastAPI) -> None:
         # a number past its column): the caller's to mend, and the transaction rolled back.
         return problem_response(request, 422, "Unprocessable Content", unstorable(exc))
 
+    @app.exception_handler(CanonicalizationError)
+    async def _uncanonical(request: Request, exc: CanonicalizationError):
+        # Only a caller's value can be one: the services make no such numbers themselves.
+        return problem_response(request, 422, "Unprocessable Content", uncanonical(exc))
+
     @app.exception_handler(Exception)
     async def _bug(request: Request, exc: Exception):
         log.exception("unhandled error on %s %s", request.method, request.url.path)
@@ -100,6 +106,12 @@ def unstorable(exc: DataError) -> str:
         return ("a text value contains the NUL character (U+0000), which the database cannot store; "
                 f"remove it ({said})")
     return f"a value cannot be stored: {said}; nothing was changed"
+
+
+def uncanonical(exc: CanonicalizationError) -> str:
+    return (f"a number in the request cannot be recorded exactly ({exc}): events are RFC 8785 JSON, "
+            "whose integers lie within ±(2**53 - 1) and whose numbers are finite; send it within "
+            "those bounds (or as a string)")
 
 
 def _title(status: int) -> str:

@@ -16,6 +16,8 @@ UNPINNABLE = frozenset({VersionStatus.rejected, VersionStatus.retired})
 BUCKETS = 10_000  # routing resolution: 0.01 % of traffic
 MAX_REASONS = 4  # ECOA / Reg B: up to four principal reasons on an adverse-action notice
 MAX_CATEGORIES_SHOWN = 10
+# The decision event records the inputs as RFC 8785 JSON, whose integers are exact only up to here
+MAX_EXACT_INT = 2**53 - 1
 
 # (favourable, review, adverse) by the model's use case; the score is P(adverse outcome).
 OUTCOMES: dict[str, tuple[str, str, str]] = {
@@ -103,6 +105,8 @@ def _value_problem(spec: FeatureSpec, value: Any) -> str | None:
         return None
     if isinstance(value, bool) or not isinstance(value, int | float):
         return f"must be {'an int' if spec.dtype == 'int' else 'a float'}, got {_kind(value)}"
+    if isinstance(value, int) and not -MAX_EXACT_INT <= value <= MAX_EXACT_INT:
+        return "is an integer beyond ±(2**53 - 1), more than the decision's record holds exactly"
     if math.isnan(value):
         return "is NaN; send a finite number"
     if math.isinf(value):

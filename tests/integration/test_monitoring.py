@@ -45,6 +45,10 @@ def test_drift_alert_names_exactly_the_shifted_features_and_unshifted_windows_ra
         policy = {"window_size": 1000, "window_seconds": 3600}  # default thresholds
         assert monitoring.put(f"/v1/monitoring/{MODEL}/policy", json=policy,
                               headers=bearer("model_risk")).status_code == 200
+        # a count its event could not carry exactly was a 500 (fuzzing found it): 422, unchanged
+        odd = monitoring.put(f"/v1/monitoring/{MODEL}/policy", headers=bearer("model_risk"),
+                             json={**policy, "retrain_after_positive_labels": 2**57})
+        assert odd.status_code == 422 and "retrain_after_positive_labels" in odd.json()["detail"]
         # arrange: three windows drawn from the training distribution: no alert may follow; five
         # refused requests (a feature missing) in the first window
         calm = requests_for(draw(3000, seed=10), "calm")

@@ -308,6 +308,11 @@ def test_metadata_too_large_for_its_event_is_refused_before_anything_is_kept(cli
                              "profile": {"positive_rate": 0.48}}),
      "metadata.training_data.profile.rows: Field required"),
     ('{"feature_schema": [', "multipart part 'metadata' is not valid JSON"),
+    # numbers its event could not carry exactly (RFC 8785): found by fuzzing as 500s
+    (metadata(params={"seed": 2**60}), "metadata: a number in the request cannot be recorded exactly"),
+    (metadata(training_data={"fingerprint": "sha256:" + "ab" * 32, "rows": 2**60,
+                             "profile": reference_profile()}),
+     "metadata: a number in the request cannot be recorded exactly"),
 ])
 def test_metadata_that_does_not_match_its_schema_is_refused(client, meta, detail):
     create_model(client)

@@ -201,6 +201,11 @@ def test_bad_requests_are_refused_by_rule_naming_what_to_fix_and_decide_nothing(
                                                                      "content-type": "application/json"})
     assert nan.status_code == 422 and "'income' is NaN" in nan.json()["detail"]
     assert "'debt_ratio' is infinite" in nan.json()["detail"]
+    # integers its record could not hold exactly, or no float could (both were 500s)
+    for value in (2**53, -(10**400)):
+        huge = score(scoring, "a", {**SAFE, "income": value})
+        assert huge.status_code == 422, huge.text
+        assert "'income' is an integer beyond ±(2**53 - 1)" in huge.json()["detail"]
     # a batch row is named by its index
     rows = [{"entity_id": "x", "features": SAFE}, {"entity_id": "y", "features": {**SAFE, "age": 5}}]
     batch = scoring.post(f"/v1/score/{MODEL}/batch", json={"items": rows}, headers=bearer("service"))
