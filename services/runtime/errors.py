@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 
 from fastapi import FastAPI, Request
@@ -59,6 +60,57 @@ def describe_validation(errors: list[dict]) -> str:
         else:
             parts.append(f"{loc or 'body'}: {msg}")
     return "; ".join(parts)
+
+
+# RFC 9457 problem details as every error here is written; in each service's OpenAPI so that a
+# client generated from it reads errors as they come (FastAPI documents its own 422 shape).
+PROBLEM_SCHEMA = {
+    "title": "Problem",
+    "type": "object",
+    "description": "RFC 9457 problem details",
+    "required": ["type", "title", "status", "detail"],
+    "properties": {
+        "type": {"type": "string"},
+        "title": {"type": "string"},
+        "status": {"type": "integer"},
+        "detail": {"type": "string", "description": "what is wrong, and what to change"},
+        "instance": {"type": "string", "description": "the request's path"},
+        "errors": {"type": "array", "items": {"type": "object"},
+                   "description": "one entry per offending field or feature, where there are several"},
+    },
+}
+_PROBLEM = {PROBLEM_JSON: {"schema": {"$ref": "#/components/schemas/Problem"}}}
+_OWN_PROTOCOL = "/v2/"  # the Open Inference Protocol answers errors with its own {"error": ...}
+
+
+def document_problems(app: FastAPI) -> None:
+    """Make the app's OpenAPI say what its errors are: problem+json, for 422 and the rest."""
+    generate = app.openapi
+
+    def openapi() -> dict:
+        if app.openapi_schema is not None:
+            return app.openapi_schema
+        schema = generate()
+        for path, operations in schema.get("paths", {}).items():
+            if path.startswith(_OWN_PROTOCOL):
+                continue
+            for operation in operations.values():
+                responses = operation.setdefault("responses", {})
+                if "422" in responses:
+                    responses["422"] = {"description": "the request is invalid; detail says how",
+                                        "content": _PROBLEM}
+                responses.setdefault("default", {"description": "an error (problem details)",
+                                                 "content": _PROBLEM})
+        components = schema.setdefault("components", {}).setdefault("schemas", {})
+        components["Problem"] = PROBLEM_SCHEMA
+        if "HTTPValidationError" not in json.dumps(schema["paths"]):
+            components.pop("HTTPValidationError", None)
+            if "#/components/schemas/ValidationError" not in json.dumps(components):
+                components.pop("ValidationError", None)
+        app.openapi_schema = schema
+        return schema
+
+    app.openapi = openapi
 
 
 def install_error_handlers(app: FastAPI) -> None:

@@ -14,7 +14,7 @@ from services.runtime import migrate
 from services.runtime.auth import TokenBook
 from services.runtime.bus import Bus
 from services.runtime.db import make_engine
-from services.runtime.errors import install_error_handlers
+from services.runtime.errors import document_problems, install_error_handlers
 from services.runtime.health import HttpMetrics, MetricsMiddleware
 from services.runtime.health import router as health_router
 from services.runtime.heap import settle_heap
@@ -92,4 +92,5 @@ def build_app(
     app.include_router(health_router)
     for router in routers:
         app.include_router(router)
+    document_problems(app)
     return app
