@@ -52,7 +52,8 @@ class Bus:
 
     async def wait_ready(self, timeout: float | None = None) -> bool:
         try:
-            await asyncio.wait_for(self._ready.wait(), timeout)
+            async with asyncio.timeout(timeout):  # not wait_for: see nats_wire.py
+                await self._ready.wait()
             return True
         except TimeoutError:
             return False

@@ -128,7 +128,8 @@ class OrderedReader:
             protocol.arrived.clear()
             silence = HEARTBEAT_SECONDS * MISSED_HEARTBEATS
             try:
-                await asyncio.wait_for(protocol.arrived.wait(), silence)
+                async with asyncio.timeout(silence):  # not wait_for: see nats_wire.py
+                    await protocol.arrived.wait()
             except TimeoutError:
                 raise DeliveryLost(f"no heartbeat from {self.stream} for {silence:.0f} s") from None
             if not parser.deliveries and time.monotonic() - waited_since >= idle_seconds:

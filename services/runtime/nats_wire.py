@@ -24,6 +24,10 @@ from services.runtime.bus import without_credentials
 CRLF = b"\r\n"
 DEFAULT_PORT = 4222
 STATUS = b"NATS/1.0 "  # a status frame's header block starts so; a data message's with b"NATS/1.0\r\n"
+# Waits in services/runtime use asyncio.timeout(), not asyncio.wait_for(): on Python 3.11 wait_for
+# returns normally when what it awaits completes in the same loop turn as a cancel of its caller,
+# so the cancel is lost (CPython gh-86296, fixed in 3.12), and a consumer cancelled at shutdown
+# as a heartbeat came in read on forever (seen as a hung test teardown).
 
 
 class WireError(NatsError):
@@ -120,8 +124,8 @@ async def open_connection(nc: Client, protocol: WireProtocol, inbox: bytes, name
     where = without_credentials(url.geturl())
     loop = asyncio.get_running_loop()
     try:
-        await asyncio.wait_for(loop.create_connection(lambda: protocol, url.hostname,
-                                                      url.port or DEFAULT_PORT), 5)
+        async with asyncio.timeout(5):
+            await loop.create_connection(lambda: protocol, url.hostname, url.port or DEFAULT_PORT)
     except (OSError, TimeoutError) as exc:
         raise WireError(f"cannot open a {what} to {where}: {exc!r}") from exc
     options = {"verbose": False, "pedantic": False, "headers": True, "no_responders": True,
@@ -139,7 +143,8 @@ async def open_connection(nc: Client, protocol: WireProtocol, inbox: bytes, name
         while not (parser.pongs or parser.error or protocol.lost):
             protocol.arrived.clear()
             try:
-                await asyncio.wait_for(protocol.arrived.wait(), max(deadline - time.monotonic(), 0))
+                async with asyncio.timeout(max(deadline - time.monotonic(), 0)):
+                    await protocol.arrived.wait()
             except TimeoutError:
                 break
     except BaseException:  # cancelled while waiting: the half-open connection is not kept

@@ -120,7 +120,8 @@ class Relay:
                 continue  # more may be waiting
             self._wake.clear()
             try:
-                await asyncio.wait_for(self._wake.wait(), timeout=0.5)
+                async with asyncio.timeout(0.5):  # not wait_for: see nats_wire.py
+                    await self._wake.wait()
             except TimeoutError:
                 pass
 
