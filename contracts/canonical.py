@@ -17,7 +17,7 @@ from typing import Any
 import rfc8785
 
 _escape = json.encoder.encode_basestring  # type: ignore[attr-defined]
-_INT_MAX = 2**53 - 1
+MAX_EXACT_INT = 2**53 - 1  # JCS writes numbers as IEEE doubles: integers past this are not exact
 
 
 class _Reference(Exception):
@@ -65,7 +65,7 @@ def _write(obj: Any, out: list[str]) -> None:
             raise _Reference
         out.append(text[:-2] if text.endswith(".0") else text)
     elif kind is int:
-        if not -_INT_MAX <= obj <= _INT_MAX:
+        if not -MAX_EXACT_INT <= obj <= MAX_EXACT_INT:
             raise _Reference
         out.append(str(obj))
     elif obj is None:

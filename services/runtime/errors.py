@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 
 from fastapi import FastAPI, Request
@@ -101,12 +100,7 @@ def document_problems(app: FastAPI) -> None:
                                         "content": _PROBLEM}
                 responses.setdefault("default", {"description": "an error (problem details)",
                                                  "content": _PROBLEM})
-        components = schema.setdefault("components", {}).setdefault("schemas", {})
-        components["Problem"] = PROBLEM_SCHEMA
-        if "HTTPValidationError" not in json.dumps(schema["paths"]):
-            components.pop("HTTPValidationError", None)
-            if "#/components/schemas/ValidationError" not in json.dumps(components):
-                components.pop("ValidationError", None)
+        schema.setdefault("components", {}).setdefault("schemas", {})["Problem"] = PROBLEM_SCHEMA
         app.openapi_schema = schema
         return schema
 
@@ -153,8 +147,8 @@ def install_error_handlers(app: FastAPI) -> None:
 
 def unstorable(exc: DataError) -> str:
     """What the database said, without the statement; a NUL character said plainly."""
-    said = str(exc.orig).strip().splitlines()[0] if str(exc.orig).strip() else type(exc.orig).__name__
-    if "NUL" in said or "\\u0000" in said:
+    said = (str(exc.orig).strip().splitlines() or [type(exc.orig).__name__])[0]
+    if "NUL" in said:
         return ("a text value contains the NUL character (U+0000), which the database cannot store; "
                 f"remove it ({said})")
     return f"a value cannot be stored: {said}; nothing was changed"

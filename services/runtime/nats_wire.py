@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 from abc import ABC, abstractmethod
 from urllib.parse import ParseResult
 
@@ -138,15 +137,13 @@ async def open_connection(nc: Client, protocol: WireProtocol, inbox: bytes, name
                              + b"SUB " + inbox + b" 1\r\nPING\r\n")
     # The server handles frames in order: its PONG means CONNECT and SUB were accepted.
     parser = protocol.parser
-    deadline = time.monotonic() + 5
     try:
-        while not (parser.pongs or parser.error or protocol.lost):
-            protocol.arrived.clear()
-            try:
-                async with asyncio.timeout(max(deadline - time.monotonic(), 0)):
-                    await protocol.arrived.wait()
-            except TimeoutError:
-                break
+        async with asyncio.timeout(5):
+            while not (parser.pongs or parser.error or protocol.lost):
+                protocol.arrived.clear()
+                await protocol.arrived.wait()
+    except TimeoutError:
+        pass  # answered below
     except BaseException:  # cancelled while waiting: the half-open connection is not kept
         protocol.transport.close()
         raise

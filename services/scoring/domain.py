@@ -8,6 +8,7 @@ from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from contracts.canonical import MAX_EXACT_INT  # the decision event records the inputs so
 from contracts.registry.api import DecisionPolicy, FeatureSpec, VersionPublic, VersionStatus
 from contracts.scoring.api import DeploymentSpec, ReasonCode, Route
 
@@ -16,8 +17,6 @@ UNPINNABLE = frozenset({VersionStatus.rejected, VersionStatus.retired})
 BUCKETS = 10_000  # routing resolution: 0.01 % of traffic
 MAX_REASONS = 4  # ECOA / Reg B: up to four principal reasons on an adverse-action notice
 MAX_CATEGORIES_SHOWN = 10
-# The decision event records the inputs as RFC 8785 JSON, whose integers are exact only up to here
-MAX_EXACT_INT = 2**53 - 1
 
 # (favourable, review, adverse) by the model's use case; the score is P(adverse outcome).
 OUTCOMES: dict[str, tuple[str, str, str]] = {

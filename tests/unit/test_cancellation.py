@@ -8,6 +8,7 @@ service never stopped. Each wait below is one the services make in a loop.
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 from services.runtime.bus import Bus
 from services.runtime.jetstream_reader import DeliveryParser, OrderedReader
@@ -40,3 +41,12 @@ async def test_waiting_for_the_bus_ends_when_cancelled():
     bus = Bus(Settings(), "test")
 
     assert await cancelled_as_it_arrives(lambda: bus.wait_ready(60), bus._ready.set)
+
+
+def test_no_service_code_waits_with_wait_for():
+    root = Path(__file__).resolve().parents[2]
+    uses = [f"{path.relative_to(root)}:{n}" for folder in ("services", "workflows", "deploy")
+            for path in (root / folder).rglob("*.py")
+            for n, line in enumerate(path.read_text().splitlines(), 1)
+            if "wait_for(" in line.split("#")[0]]
+    assert uses == [], "use asyncio.timeout(): wait_for loses cancels on Python 3.11"
