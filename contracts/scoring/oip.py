@@ -28,6 +28,13 @@ class ServerReady(Wire):
     ready: bool
 
 
+class ServerNotReady(Wire):
+    """/v2/health/ready's 400: not ready, and why."""
+
+    ready: Literal[False]
+    error: str
+
+
 class ModelReady(Wire):
     name: str
     ready: bool
@@ -93,4 +100,6 @@ class InferenceResponse(Wire):
 
 
 class InferenceError(Wire):
+    """Every error on a /v2 route ($inference_error_response): what to fix, or why not."""
+
     error: str

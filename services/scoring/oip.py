@@ -36,6 +36,7 @@ from pydantic import ValidationError
 from contracts.envelope import new_event_id
 from contracts.scoring.api import ScoreRequest, ScoreResponse
 from contracts.scoring.oip import (
+    InferenceError,
     InferenceRequest,
     InferenceResponse,
     ModelMetadata,
@@ -44,6 +45,7 @@ from contracts.scoring.oip import (
     ResponseOutput,
     ServerLive,
     ServerMetadata,
+    ServerNotReady,
     ServerReady,
     TensorMetadata,
 )
@@ -102,10 +104,15 @@ class OipRoute(APIRoute):
         return route
 
 
-router = APIRouter(tags=["inference v2"], route_class=OipRoute)
+router = APIRouter(tags=["inference v2"], route_class=OipRoute, responses={
+    400: {"model": InferenceError, "description": "the request is invalid; error says how"},
+    "default": {"model": InferenceError, "description": "an error; error says what to do"},
+})
 
 
 # -- health and metadata ------------------------------------------------------------------------
+
+_NOT_READY = {"model": InferenceError, "description": "not ready; error says why"}
 
 
 @router.get("/v2/health/live", response_model=ServerLive)
@@ -114,13 +121,15 @@ def get_server_live() -> ServerLive:
     return ServerLive(live=True)
 
 
-@router.get("/v2/health/ready", response_model=ServerReady, responses={400: {"description": "not ready"}})
+@router.get("/v2/health/ready", response_model=ServerReady,
+            responses={400: {"model": ServerNotReady, "description": "not ready; error says why"}})
 async def get_server_ready(request: Request) -> Response:
     """Ready when the database answers and NATS is connected (as /readyz); 400 when not, per the spec."""
     checked = await readyz(request)
     if isinstance(checked, dict):
         return JSONResponse(ServerReady(ready=True).model_dump())
-    return JSONResponse({"ready": False, "error": json.loads(checked.body)["detail"]}, status_code=400)
+    not_ready = ServerNotReady(ready=False, error=json.loads(checked.body)["detail"])
+    return JSONResponse(not_ready.model_dump(), status_code=400)
 
 
 @router.get("/v2", response_model=ServerMetadata)
@@ -142,7 +151,7 @@ async def get_model_metadata(model: ModelName, request: Request, who: Reader) ->
 
 
 @router.get("/v2/models/{model}/ready", response_model=ModelReady,
-            responses={400: {"description": "not ready"}})
+            responses={400: _NOT_READY})
 async def get_model_ready(model: ModelName, request: Request, who: Reader) -> ModelReady:
     """200 when the champion (and canary) are loaded; 4xx with the reason otherwise."""
     deployment = await _deployment(request, model)
@@ -166,7 +175,7 @@ async def get_version_metadata(model: ModelName, version: VersionNumber, request
 
 
 @router.get("/v2/models/{model}/versions/{version}/ready", response_model=ModelReady,
-            responses={400: {"description": "not ready"}})
+            responses={400: _NOT_READY})
 async def get_version_ready(model: ModelName, version: VersionNumber, request: Request,
                             who: Reader) -> ModelReady:
     """200 when that version is loaded; 4xx with the reason otherwise (asking starts its load)."""

@@ -85,3 +85,24 @@ def test_a_single_column_named_after_a_feature_is_still_that_feature():
     # but a one-dimensional tensor under another name is a column, refused by the feature checks later
     flat = request({"name": "input-0", "shape": [2], "datatype": "INT64", "data": [30, 41]})
     assert rows_of(flat, b"", ["age"]) == [{"input-0": 30}, {"input-0": 41}]
+
+
+def test_the_openapi_documents_v2_errors_in_the_protocols_shape():
+    """A client generated from /openapi.json reads /v2 errors as they come: 400 for bad input and
+    every other status as {"error": ...}, no FastAPI 422 and no problem+json, while /v1 keeps its
+    problem+json."""
+    from services.scoring.app import create_app
+
+    schema = create_app().openapi()
+    error = {"$ref": "#/components/schemas/InferenceError"}
+    for path, operations in schema["paths"].items():
+        for operation in operations.values():
+            responses = operation["responses"]
+            if path.startswith("/v2"):
+                assert "422" not in responses, path
+                assert responses["default"]["content"]["application/json"]["schema"] == error, path
+                assert "content" in responses["400"], path
+            else:
+                assert "application/problem+json" in responses["default"]["content"], path
+    infer = schema["paths"]["/v2/models/{model}/infer"]["post"]["responses"]
+    assert infer["400"]["content"]["application/json"]["schema"] == error
