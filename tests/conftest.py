@@ -57,6 +57,12 @@ def _pg_database(pg_server) -> str:
     return uri.replace("postgresql://", "postgresql+psycopg://", 1)
 
 
+@pytest.fixture(scope="session")
+def new_pg_database(pg_server):
+    """Makes new, empty databases on the session's PostgreSQL (for module-scoped fixtures)."""
+    return lambda: _pg_database(pg_server)
+
+
 @pytest.fixture(params=["sqlite", "postgres"])
 def db_url(request, tmp_path) -> str:
     """Every store test runs on both backends."""
