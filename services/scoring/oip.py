@@ -105,9 +105,10 @@ class OipRoute(APIRoute):
 
 
 router = APIRouter(tags=["inference v2"], route_class=OipRoute, responses={
-    400: {"model": InferenceError, "description": "the request is invalid; error says how"},
     "default": {"model": InferenceError, "description": "an error; error says what to do"},
 })
+# Bad input (a path parameter, a request body) is 400 on routes that take any.
+_INVALID = {400: {"model": InferenceError, "description": "the request is invalid; error says how"}}
 
 
 # -- health and metadata ------------------------------------------------------------------------
@@ -138,7 +139,7 @@ def get_server_metadata(request: Request) -> ServerMetadata:
     return ServerMetadata(name="modelgov-scoring", version=request.app.version, extensions=EXTENSIONS)
 
 
-@router.get("/v2/models/{model}", response_model=ModelMetadata)
+@router.get("/v2/models/{model}", response_model=ModelMetadata, responses=_INVALID)
 async def get_model_metadata(model: ModelName, request: Request, who: Reader) -> ModelMetadata:
     """The champion's inputs (one per feature of its feature_schema) and the decision outputs."""
     deployment = await _deployment(request, model)
@@ -163,7 +164,8 @@ async def get_model_ready(model: ModelName, request: Request, who: Reader) -> Mo
     return ModelReady(name=model, ready=True)
 
 
-@router.get("/v2/models/{model}/versions/{version}", response_model=ModelMetadata)
+@router.get("/v2/models/{model}/versions/{version}", response_model=ModelMetadata,
+            responses=_INVALID)
 async def get_version_metadata(model: ModelName, version: VersionNumber, request: Request,
                                who: Reader) -> ModelMetadata:
     """That version's inputs (one per feature of its feature_schema) and the decision outputs."""
@@ -217,14 +219,15 @@ _REQUEST_BODY = {"requestBody": {"required": True, "content": {"application/json
     "schema": _inline(_REQUEST_SCHEMA, _REQUEST_SCHEMA.get("$defs", {}))}}}}
 
 
-@router.post("/v2/models/{model}/infer", response_model=InferenceResponse, openapi_extra=_REQUEST_BODY)
+@router.post("/v2/models/{model}/infer", response_model=InferenceResponse, responses=_INVALID,
+             openapi_extra=_REQUEST_BODY)
 async def infer(model: ModelName, request: Request, who: api.Scorer) -> Response:
     """Decide for N rows sent as tensors, exactly as /v1/score batch: one decision.made per row."""
     return await infer_rows(model, request, who, version=None)
 
 
 @router.post("/v2/models/{model}/versions/{version}/infer", response_model=InferenceResponse,
-             openapi_extra=_REQUEST_BODY)
+             responses=_INVALID, openapi_extra=_REQUEST_BODY)
 async def infer_version(model: ModelName, version: VersionNumber, request: Request,
                         who: api.Scorer) -> Response:
     """Decide with exactly that version (route "direct"): one decision.made per row, no shadows."""

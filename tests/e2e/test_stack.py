@@ -12,6 +12,7 @@ import stat
 import subprocess
 import sys
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -83,6 +84,7 @@ def explain(done: subprocess.CompletedProcess) -> str:
     return f"exit {done.returncode}\n--- stdout\n{done.stdout}\n--- stderr\n{done.stderr}"
 
 
+@contextmanager
 def started(base: Path, databases: dict[str, str] | None = None) -> Iterator[Stack]:
     env, ports = stack_env(base)
     env.update(databases or {})
@@ -97,14 +99,15 @@ def started(base: Path, databases: dict[str, str] | None = None) -> Iterator[Sta
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory) -> Iterator[Stack]:
     """The stack as `make up` starts it: every service on SQLite."""
-    yield from started(tmp_path_factory.mktemp("stack"))
+    with started(tmp_path_factory.mktemp("stack")) as stack:
+        yield stack
 
 
 @pytest.fixture(scope="module")
 def pg_stack(tmp_path_factory, new_pg_database) -> Iterator[Stack]:
     """The stack with every service's database on PostgreSQL, and the demo run on it."""
     databases = {f"MODELGOV_{name.upper()}_DATABASE_URL": new_pg_database() for name in SERVICES}
-    for pg in started(tmp_path_factory.mktemp("pg-stack"), databases):
+    with started(tmp_path_factory.mktemp("pg-stack"), databases) as pg:
         demo = run("deploy.demo", env=pg.env, timeout=90)
         assert demo.returncode == 0, explain(demo)
         # check the demo's model went to PostgreSQL, not to a SQLite file under var/
