@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import APIRouter, Path, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse
 from pydantic import ValidationError
@@ -208,10 +208,17 @@ def transition_version(
 
 # -- aliases ----------------------------------------------------------------------------------
 
+# The pattern is documented, not enforced here: domain.check_alias_name refuses a bad alias with a
+# message that says what an alias may be, clearer than a pattern mismatch.
+AliasName = Annotated[str, Path(description="an alias, e.g. champion: a lowercase letter, then up to 62 "
+                                            "lowercase letters, digits, '_' or '-'",
+                                json_schema_extra={"pattern": domain.ALIAS_PATTERN.pattern})]
+
 
 @router.get("/models/{name}/aliases/{alias}", response_model=VersionPublic)
-def get_alias(name: ModelName, alias: str, request: Request, who: Reader) -> VersionPublic:
+def get_alias(name: ModelName, alias: AliasName, request: Request, who: Reader) -> VersionPublic:
     """The version an alias (champion, challenger, ...) names."""
+    domain.check_alias_name(alias)
     with _engine(request).connect() as conn:
         model = _model(conn, name)
         if alias not in model.aliases:
@@ -220,7 +227,8 @@ def get_alias(name: ModelName, alias: str, request: Request, who: Reader) -> Ver
 
 
 @router.put("/models/{name}/aliases/{alias}", response_model=AliasPublic)
-def set_alias(name: ModelName, alias: str, body: AliasSet, request: Request, who: AliasKeeper) -> AliasPublic:
+def set_alias(name: ModelName, alias: AliasName, body: AliasSet, request: Request,
+              who: AliasKeeper) -> AliasPublic:
     """Point an alias at a version: a workflow with approval evidence, or an admin with a reason."""
     domain.check_alias_name(alias)
     cause = _origin(request, who)
@@ -240,7 +248,7 @@ def set_alias(name: ModelName, alias: str, body: AliasSet, request: Request, who
 
 @router.delete("/models/{name}/aliases/{alias}", status_code=204, response_class=Response)
 def remove_alias(
-    name: ModelName, alias: str, request: Request, who: AliasKeeper, reason: str | None = None
+    name: ModelName, alias: AliasName, request: Request, who: AliasKeeper, reason: str | None = None
 ) -> Response:
     """Remove an alias; an admin (break-glass) must give `?reason=`."""
     domain.check_alias_name(alias)

@@ -364,6 +364,8 @@ def test_lifecycle_rules_answer_409_and_403(client):
     response = client.put("/v1/models/credit-default/aliases/Champion!",
                           json={"version": 1, "evidence": "wf"}, headers=bearer("service"))
     assert_problem(response, 422, "alias 'Champion!' is not valid")
+    response = client.get("/v1/models/credit-default/aliases/Champion!", headers=bearer("regulator"))
+    assert_problem(response, 422, "alias 'Champion!' is not valid: use a lowercase letter")
     assert_problem(client.delete("/v1/models/credit-default/aliases/champion", headers=bearer("service")),
                    404, "alias 'champion' is not set on model 'credit-default'")
     assert outbox_types(client) == ["model.created.v1", "model_version.registered.v1"]
