@@ -79,21 +79,24 @@ PROBLEM_SCHEMA = {
     },
 }
 _PROBLEM = {PROBLEM_JSON: {"schema": {"$ref": "#/components/schemas/Problem"}}}
-_OWN_PROTOCOL = "/v2"  # the Open Inference Protocol: errors are its own {"error": ...}, bad input 400
 
 
 def document_problems(app: FastAPI) -> None:
-    """Make the app's OpenAPI say what its errors are: problem+json, for 422 and the rest."""
+    """Make the app's OpenAPI say what its errors are: problem+json, for 422 and the rest.
+
+    An operation that documents its own `default` response answers errors its own way (scoring's
+    Open Inference Protocol routes: `{"error": ...}`, 400 for bad input): it keeps its documents,
+    and FastAPI's 422, which it never sends, is dropped."""
     generate = app.openapi
 
     def openapi() -> dict:
         if app.openapi_schema is not None:
             return app.openapi_schema
         schema = generate()
-        for path, operations in schema.get("paths", {}).items():
+        for operations in schema.get("paths", {}).values():
             for operation in operations.values():
                 responses = operation.setdefault("responses", {})
-                if path.startswith(_OWN_PROTOCOL):  # its router documents its errors
+                if "default" in responses:
                     responses.pop("422", None)
                     continue
                 if "422" in responses:

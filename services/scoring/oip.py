@@ -109,11 +109,10 @@ router = APIRouter(tags=["inference v2"], route_class=OipRoute, responses={
 })
 # Bad input (a path parameter, a request body) is 400 on routes that take any.
 _INVALID = {400: {"model": InferenceError, "description": "the request is invalid; error says how"}}
+_NOT_READY = {400: {"model": InferenceError, "description": "not ready; error says why"}}
 
 
 # -- health and metadata ------------------------------------------------------------------------
-
-_NOT_READY = {"model": InferenceError, "description": "not ready; error says why"}
 
 
 @router.get("/v2/health/live", response_model=ServerLive)
@@ -152,7 +151,7 @@ async def get_model_metadata(model: ModelName, request: Request, who: Reader) ->
 
 
 @router.get("/v2/models/{model}/ready", response_model=ModelReady,
-            responses={400: _NOT_READY})
+            responses=_NOT_READY)
 async def get_model_ready(model: ModelName, request: Request, who: Reader) -> ModelReady:
     """200 when the champion (and canary) are loaded; 4xx with the reason otherwise."""
     deployment = await _deployment(request, model)
@@ -177,7 +176,7 @@ async def get_version_metadata(model: ModelName, version: VersionNumber, request
 
 
 @router.get("/v2/models/{model}/versions/{version}/ready", response_model=ModelReady,
-            responses={400: _NOT_READY})
+            responses=_NOT_READY)
 async def get_version_ready(model: ModelName, version: VersionNumber, request: Request,
                             who: Reader) -> ModelReady:
     """200 when that version is loaded; 4xx with the reason otherwise (asking starts its load)."""
