@@ -21,7 +21,7 @@ import nats
 
 from bench import report
 from bench.report import cpu_seconds
-from contracts.envelope import make_event, parse_event
+from contracts.envelope import make_event, parse_envelope
 from contracts.registry.events import ModelCreated
 from contracts.streams import GOVERNANCE, subject_for
 from deploy.servers import NatsServer
@@ -65,7 +65,7 @@ def time_components(items) -> dict:
     sample = [p for _, p, _ in items[:20000]]
     t = time.perf_counter()
     for p in sample:
-        parse_event(p)
+        parse_envelope(p)
     parse_us = (time.perf_counter() - t) / len(sample) * 1e6
     t = time.perf_counter()
     h = ChainHead().hash

@@ -17,7 +17,7 @@ from typing import NamedTuple
 
 from pydantic import ValidationError
 
-from contracts.envelope import parse_event
+from contracts.envelope import parse_envelope
 from contracts.streams import DEADLETTER_PREFIX
 
 GENESIS = "0" * 64
@@ -89,7 +89,7 @@ def inspect(msg: Message) -> Inspection:
     if msg.subject.startswith(DEADLETTER_PREFIX):
         return None
     try:
-        event = parse_event(msg.payload)
+        event = parse_envelope(msg.payload)
     except (ValidationError, ValueError) as exc:
         return f"not a modelgov CloudEvent: {_first_error(exc)}"
     return event.id, event.type, event.subject, event.time, event.actor, event.traceparent

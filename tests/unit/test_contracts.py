@@ -10,7 +10,7 @@ import rfc8785
 from pydantic import ValidationError
 
 from contracts import catalog
-from contracts.envelope import parse_event
+from contracts.envelope import parse_envelope, parse_event
 from contracts.streams import stream_for, subject_for
 from tests.factories import model_created
 
@@ -52,6 +52,35 @@ def test_times_are_normalised_to_utc_and_must_carry_a_zone():
     local["time"] = "2026-01-01T00:00:00"
     with pytest.raises(ValidationError, match="timezone"):
         parse_event(json.dumps(local).encode())
+
+
+def _variants(event: dict) -> list[bytes]:
+    """The event and ways of breaking it, each a message a stream could hold."""
+    def changed(**fields) -> bytes:
+        return json.dumps({k: v for k, v in {**event, **fields}.items() if v is not ...}).encode()
+    return [
+        changed(), changed(data={}), changed(data={"nested": {"x": [1, None, "y"]}}),
+        changed(time="2026-01-01T02:00:00+02:00"), changed(data=...), changed(data=None),
+        changed(data=[]), changed(data="x"), changed(data=1), changed(time="2026-01-01T00:00:00"),
+        changed(id=""), changed(surprise=1), changed(type="other"), changed(source=...),
+        b"[]", b"{", b"", json.dumps(event).encode()[:-1] + b',"data":{}}',
+    ]
+
+
+def test_the_envelope_parser_judges_messages_as_the_full_parser_does():
+    event = json.loads(model_created(traceparent="00-" + "1" * 32 + "-" + "2" * 16 + "-01").canonical_bytes())
+    for raw in _variants(event):
+        try:
+            full = parse_event(raw)
+        except ValidationError as exc:
+            with pytest.raises(ValidationError) as envelope_error:
+                parse_envelope(raw)
+            assert [(e["loc"], e["type"]) for e in envelope_error.value.errors()] == \
+                [(e["loc"], e["type"]) for e in exc.errors()], raw
+            continue
+        envelope = parse_envelope(raw)
+        assert envelope.data == {}, raw  # left unbuilt: what the envelope's readers never use
+        assert envelope.model_dump(exclude={"data"}) == full.model_dump(exclude={"data"}), raw
 
 
 @pytest.mark.parametrize("event_type,model,subject", [
