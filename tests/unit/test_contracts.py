@@ -63,7 +63,8 @@ def _variants(event: dict) -> list[bytes]:
         changed(time="2026-01-01T02:00:00+02:00"), changed(data=...), changed(data=None),
         changed(data=[]), changed(data="x"), changed(data=1), changed(time="2026-01-01T00:00:00"),
         changed(id=""), changed(surprise=1), changed(type="other"), changed(source=...),
-        b"[]", b"{", b"", json.dumps(event).encode()[:-1] + b',"data":{}}',
+        b"[]", b"{", b"", *(json.dumps(event).encode()[:-1] + b',"data":' + data + b"}" for data in (
+            b"{}", b'{"x":"\\ud800"}', b'{"x":' + b"[" * 300 + b"]" * 300 + b"}", b'{"x":1e999}')),
     ]
 
 
