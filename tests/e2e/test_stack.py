@@ -190,6 +190,16 @@ def test_demo_registers_approves_and_audits(stack):
     verify = httpx.get(f"{audit}/v1/audit/verify", headers=headers).json()
     assert verify["ok"], verify
 
+    # check the files the README's curl tour registers a version with are left behind, and do
+    demo_dir = stack.var / "demo"
+    with (demo_dir / "credit-default.skops").open("rb") as artifact:
+        registered = httpx.post(
+            f"http://127.0.0.1:{stack.ports['REGISTRY']}/v1/models/credit-default/versions",
+            headers={"Authorization": f"Bearer {stack.token('data_scientist')}"},
+            files={"artifact": artifact,
+                   "metadata": (demo_dir / "credit-default.metadata.json").read_bytes()})
+    assert registered.status_code == 201, registered.text
+
 
 CHECKS = "not_a_server_error,response_schema_conformance,content_type_conformance"
 
