@@ -94,7 +94,7 @@ def test_a_batch_validated_by_the_replay_reader_chains_as_it_would_here(mixed):
     from services.audit import builder
     from services.audit.domain import inspect
 
-    events = [model_created(f"m-{i}") for i in range(5)]
+    events = [model_created(f"m-{i}", traceparent=f"00-{i + 1:032x}-{i + 1:016x}-01") for i in range(5)]
     msgs = messages([*events, events[0]])  # six: as many messages as a verdict has fields
     if mixed:
         msgs.insert(1, Message("GOVERNANCE", 9, "gov.registry.model.created", b'{"oops": 1}'))
