@@ -213,7 +213,7 @@ def train(out_dir: Path) -> tuple[Path, dict]:
         "decision_policy": POLICY,
     }
     # Beside the artifact, so the README's curl tour can register a version of its own.
-    (out_dir / f"{MODEL}.metadata.json").write_text(json.dumps(metadata, indent=1))
+    artifact.with_suffix(".metadata.json").write_text(json.dumps(metadata, indent=1))
     return artifact, metadata
 
 
@@ -367,7 +367,7 @@ def run(settings: Settings) -> int:
         print(f"    fairness {attribute:<9} approval {rates}; disparate impact "
               f"{f['disparate_impact']:.2f} ({verdict} the four-fifths rule)")
     print(f"    artifact        {artifact} ({artifact.stat().st_size:,} bytes, skops)")
-    print(f"    metadata        {artifact.with_name(f'{MODEL}.metadata.json')}")
+    print(f"    metadata        {artifact.with_suffix('.metadata.json')}")
 
     step(2, f"Create model '{MODEL}' in the registry (high risk tier, protected: sex, age_group)")
     body = {"name": MODEL, "description": "Probability of default for consumer loan applications",
