@@ -69,14 +69,20 @@ def healthz() -> dict[str, str]:
 @router.get("/readyz", summary="Readiness: database and NATS reachable")
 async def readyz(request: Request):
     """Ready when the service's database answers and its NATS connection is up."""
-    runtime = request.app.state.runtime
-    checks = {"database": await asyncio.to_thread(_db_ok, runtime.engine),
-              "nats": runtime.bus.connected}
+    checks = await readiness(request)
     if all(checks.values()):
         return {"status": "ready", "checks": checks}
-    down = ", ".join(k for k, ok in checks.items() if not ok)
-    return problem_response(request, 503, "Service Unavailable", f"not ready: {down} unreachable",
-                            checks=checks)
+    return problem_response(request, 503, "Service Unavailable", why_not_ready(checks), checks=checks)
+
+
+async def readiness(request: Request) -> dict[str, bool]:
+    """Each dependency readiness needs, and whether it answers."""
+    runtime = request.app.state.runtime
+    return {"database": await asyncio.to_thread(_db_ok, runtime.engine), "nats": runtime.bus.connected}
+
+
+def why_not_ready(checks: dict[str, bool]) -> str:
+    return f"not ready: {', '.join(k for k, ok in checks.items() if not ok)} unreachable"
 
 
 @router.get("/metrics", summary="Prometheus metrics", response_class=Response)

@@ -19,7 +19,6 @@ Errors are the protocol's `{"error": "..."}` (status 400-599): invalid input is 
 
 from __future__ import annotations
 
-import json
 import math
 import struct
 from collections import defaultdict
@@ -51,7 +50,7 @@ from contracts.scoring.oip import (
 )
 from services.runtime.auth import Principal, Role, principal_of
 from services.runtime.errors import Problem, describe_validation
-from services.runtime.health import readyz
+from services.runtime.health import readiness, why_not_ready
 from services.runtime.params import ModelName, VersionNumber
 from services.scoring import api, domain
 
@@ -109,7 +108,8 @@ router = APIRouter(tags=["inference v2"], route_class=OipRoute, responses={
 })
 # Bad input (a path parameter, a request body) is 400 on routes that take any.
 _INVALID = {400: {"model": InferenceError, "description": "the request is invalid; error says how"}}
-_NOT_READY = {400: {"model": InferenceError, "description": "not ready; error says why"}}
+_NOT_READY = {400: {"model": InferenceError,
+                   "description": "not ready, or the request is invalid; error says which"}}
 
 
 # -- health and metadata ------------------------------------------------------------------------
@@ -125,10 +125,10 @@ def get_server_live() -> ServerLive:
             responses={400: {"model": ServerNotReady, "description": "not ready; error says why"}})
 async def get_server_ready(request: Request) -> Response:
     """Ready when the database answers and NATS is connected (as /readyz); 400 when not, per the spec."""
-    checked = await readyz(request)
-    if isinstance(checked, dict):
+    checks = await readiness(request)
+    if all(checks.values()):
         return JSONResponse(ServerReady(ready=True).model_dump())
-    not_ready = ServerNotReady(ready=False, error=json.loads(checked.body)["detail"])
+    not_ready = ServerNotReady(ready=False, error=why_not_ready(checks))
     return JSONResponse(not_ready.model_dump(), status_code=400)
 
 

@@ -18,9 +18,10 @@ from pathlib import Path
 
 import httpx
 import pytest
-from sqlalchemy import create_engine, text
+from sqlalchemy import text
 
 from deploy.servers import NatsServer, free_port, port_open
+from services.runtime.db import make_engine
 from tests.waiting import wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -111,7 +112,7 @@ def pg_stack(tmp_path_factory, new_pg_database) -> Iterator[Stack]:
         demo = run("deploy.demo", env=pg.env, timeout=90)
         assert demo.returncode == 0, explain(demo)
         # check the demo's model went to PostgreSQL, not to a SQLite file under var/
-        engine = create_engine(databases["MODELGOV_REGISTRY_DATABASE_URL"])
+        engine = make_engine(databases["MODELGOV_REGISTRY_DATABASE_URL"])
         with engine.connect() as conn:
             assert conn.scalar(text("SELECT count(*) FROM models WHERE name = 'credit-default'")) == 1
         engine.dispose()
@@ -190,7 +191,7 @@ def test_demo_registers_approves_and_audits(stack):
     verify = httpx.get(f"{audit}/v1/audit/verify", headers=headers).json()
     assert verify["ok"], verify
 
-    # check the files the README's curl tour registers a version with are left behind, and do
+    # check the demo leaves the files the README's curl tour registers a version with, and they do
     demo_dir = stack.var / "demo"
     with (demo_dir / "credit-default.skops").open("rb") as artifact:
         registered = httpx.post(

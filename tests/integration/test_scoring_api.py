@@ -346,6 +346,10 @@ def test_nats_down_during_continuous_scoring_fails_no_request_and_loses_or_dupli
     # act: NATS stops for 10 s while the clients keep scoring
     nats_server.stop()
     during = len(answered)
+    # check: readiness says so, in the inference protocol's shape (400) as on /readyz (503)
+    not_ready = wait_for(lambda: (r := scoring.get("/v2/health/ready")).status_code == 400 and r)
+    assert not_ready.json() == {"ready": False, "error": "not ready: nats unreachable"}
+    assert scoring.get("/readyz").status_code == 503
     time.sleep(10)
     nats_server.start()
     time.sleep(1)
