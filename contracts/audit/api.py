@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -66,3 +66,21 @@ class ReplayReport(Public):
     seconds: float
     events_per_second: float
     streams: list[ReplayStream]
+
+
+class ReplayProgress(Public):
+    stream: str = Field(description="the stream being rebuilt")
+    read_to_seq: int = Field(description="the stream sequence read and sent to the builder so far")
+    of: int = Field(description="the sequence this stream's replay reads to")
+
+
+class ReplayJob(Public):
+    """A replay run in the background (POST /v1/audit/replay with `Prefer: respond-async`)."""
+
+    id: str
+    state: Literal["running", "done", "failed"]
+    started_at: datetime
+    finished_at: datetime | None = None
+    progress: ReplayProgress | None = Field(None, description="where it is, or where it ended")
+    report: ReplayReport | None = Field(None, description="once done: the replay's report")
+    error: str | None = Field(None, description="once failed: why (run the replay again)")

@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 from datetime import UTC, datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Header, Query, Request
+from fastapi.responses import JSONResponse
 from nats.errors import Error as NatsError
 
 from contracts.audit.api import (
     ChainVerdict,
     EventPage,
     ModelHistory,
+    ReplayJob,
     ReplayReport,
     ReplayStream,
     VerifyReport,
@@ -21,6 +24,7 @@ from contracts.audit.api import (
 from contracts.streams import DECISIONS, GOVERNANCE
 from services.audit import replay
 from services.audit.domain import verify
+from services.audit.jobs import KEEP, ReplayJobs
 from services.audit.store import AuditStore, EventFilter
 from services.runtime import migrate
 from services.runtime.auth import Role, principal_of
@@ -108,10 +112,60 @@ def verify_chains(request: Request, _who: Reader) -> VerifyReport:
     return VerifyReport(ok=all(v.ok for v in verdicts), streams=verdicts)
 
 
-@router.post("/replay", response_model=ReplayReport)
-async def replay_streams(request: Request, _who: Admin) -> ReplayReport:
-    """Rebuild both chains into a fresh store from each stream's first message; compare heads."""
+REPLAY_JOB = "/v1/audit/replay/{job_id}"
+
+
+def _respond_async(prefer: str | None) -> bool:
+    """Whether a Prefer header (RFC 7240) asks for respond-async, e.g. `respond-async, wait=5`."""
+    if not prefer:
+        return False
+    return any(p.split(";")[0].split("=")[0].strip().lower() == "respond-async" for p in prefer.split(","))
+
+
+@router.post("/replay", response_model=ReplayReport, responses={
+    202: {"model": ReplayJob, "description": "with `Prefer: respond-async`: the replay runs in the "
+                                             "background; follow it at the Location"},
+})
+async def replay_streams(
+    request: Request, _who: Admin,
+    prefer: Annotated[str | None, Header(description="`respond-async` to run the replay in the "
+                                                     "background (202 and a job to follow)")] = None,
+):
+    """Rebuild both chains into a fresh store from each stream's first message; compare heads.
+
+    On a long log this takes minutes or more: send `Prefer: respond-async` to get 202 at once
+    and follow the job at `GET /v1/audit/replay/{job_id}` (409 with its Location while another
+    background replay runs). 503 when NATS or the replay's builder fails: nothing is lost, run
+    it again."""
     runtime = request.app.state.runtime
+    jobs: ReplayJobs = runtime.extras["replay_jobs"]
+    background = _respond_async(prefer)
+    if background and (running := jobs.running()) is not None:
+        where = REPLAY_JOB.format(job_id=running.id)
+        raise Problem(409, "Conflict", f"replay {running.id} is still running: follow it at {where}, "
+                                       "and start another once it is done", headers={"Location": where})
+    nc, url, target = await _prepare(runtime)
+    run = functools.partial(_replay, runtime.extras["replayer"], nc, _store(request), url, target)
+    if not background:
+        return await run(None)
+    job = jobs.start(run)
+    return JSONResponse(job.model_dump(mode="json"), status_code=202, headers={
+        "Location": REPLAY_JOB.format(job_id=job.id), "Preference-Applied": "respond-async"})
+
+
+@router.get("/replay/{job_id}", response_model=ReplayJob)
+def get_replay_job(request: Request, job_id: str, _who: Admin) -> ReplayJob:
+    """A background replay: running (with where it is), done (with its report) or failed (why)."""
+    job = request.app.state.runtime.extras["replay_jobs"].get(job_id)
+    if job is None:
+        raise Problem(404, "Not Found", f"no replay job {job_id!r}: the service keeps the last "
+                                        f"{KEEP} in memory and forgets them when it restarts (the "
+                                        "stores they rebuilt stay on disk); run the replay again")
+    return job
+
+
+async def _prepare(runtime) -> tuple:
+    """The connection to read with (503 when NATS is down) and a fresh, migrated store."""
     try:
         nc = runtime.bus.client()
     except BusUnavailable as exc:
@@ -122,10 +176,14 @@ async def replay_streams(request: Request, _who: Admin) -> ReplayReport:
     target = target_dir / f"audit-replay-{datetime.now(UTC):%Y%m%dT%H%M%S%f}.db"
     url = f"sqlite:///{target.resolve()}"
     await asyncio.to_thread(migrate.upgrade, "audit", url)
+    return nc, url, target
+
+
+async def _replay(replayer: replay.ReplayWorker, nc, live: AuditStore, url: str, target,
+                  progress: replay.Progress | None) -> ReplayReport:
     started = time.perf_counter()
-    replayer = runtime.extras["replayer"]
     try:
-        results = [await replayer.rebuild(nc, _store(request), url, s) for s in STREAMS]
+        results = [await replayer.rebuild(nc, live, url, s, progress) for s in STREAMS]
     except replay.ReplayFailed as exc:
         raise Problem(503, "Service Unavailable", f"{exc}; run the replay again") from exc
     except (NatsError, TimeoutError) as exc:  # the stream read broke off (NATS restarting, say)

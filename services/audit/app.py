@@ -7,6 +7,7 @@ import asyncio
 from fastapi import FastAPI
 
 from services.audit import api
+from services.audit.jobs import ReplayJobs
 from services.audit.messaging import LiveConsumer
 from services.audit.replay import ReplayWorker
 from services.audit.store import AuditStore
@@ -21,6 +22,7 @@ async def _start_consumers(runtime: Runtime) -> None:
     store = AuditStore(runtime.engine)
     runtime.extras["store"] = store
     runtime.extras["replayer"] = replayer = ReplayWorker()
+    runtime.extras["replay_jobs"] = ReplayJobs()
     await asyncio.to_thread(replayer.start)
     runtime.extras["consumers"] = [
         asyncio.create_task(LiveConsumer(store, stream, runtime.bus).run(), name=f"audit-{stream}")
@@ -32,6 +34,8 @@ async def _stop_consumers(runtime: Runtime) -> None:
     for task in runtime.extras.get("consumers", []):
         task.cancel()
     await asyncio.gather(*runtime.extras.get("consumers", []), return_exceptions=True)
+    if jobs := runtime.extras.get("replay_jobs"):
+        await jobs.close()
     if replayer := runtime.extras.get("replayer"):
         await asyncio.to_thread(replayer.close)
 

@@ -10,10 +10,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import multiprocessing
+from collections.abc import Callable
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 
 from nats.aio.client import Client
+from nats.errors import Error as NatsError
 
 from services.audit import builder
 from services.audit.domain import ChainHead, inspect
@@ -21,6 +23,12 @@ from services.audit.messaging import Gap, read_batches
 from services.audit.store import AuditStore
 
 log = logging.getLogger(__name__)
+
+Progress = Callable[[str, int, int], None]  # (stream, read to sequence, of)
+
+
+def _ignore(_stream: str, _read: int, _of: int) -> None:
+    pass
 
 
 class ReplayFailed(RuntimeError):
@@ -76,24 +84,29 @@ class ReplayWorker:
         self._process = self._conn = None
 
     async def rebuild(self, nc: Client, live: AuditStore, fresh_url: str,
-                      stream: str) -> dict:
+                      stream: str, progress: Progress | None = None) -> dict:
         """Replay `stream` from its first message into the store at `fresh_url` (migrated,
-        empty), up to where `live` has read it. A replay that fails part-way (NATS gone, the
-        builder dead, cancelled) discards the builder: the next replay starts a fresh one."""
+        empty), up to where `live` has read it; `progress(stream, read_to_seq, of)` after each
+        batch. A replay that fails part-way (NATS gone, the builder dead, cancelled) discards
+        the builder: the next replay starts a fresh one."""
         async with self._lock:
             try:
-                return await self._rebuild(nc, live, fresh_url, stream)
+                return await self._rebuild(nc, live, fresh_url, stream, progress or _ignore)
             except BaseException as exc:
                 self.close(graceful=False)
-                if isinstance(exc, EOFError | OSError):
+                # The stream's read broke off (a timeout is an OSError too): the caller says so.
+                if isinstance(exc, NatsError | TimeoutError):
+                    raise
+                if isinstance(exc, EOFError | OSError):  # the pipe to the builder broke
                     raise ReplayFailed(f"the replay builder stopped during {stream}: {exc!r}") from exc
                 raise
 
     async def _rebuild(self, nc: Client, live: AuditStore, fresh_url: str,
-                       stream: str) -> dict:
+                       stream: str, progress: Progress) -> dict:
         live_seq, live_head = await asyncio.to_thread(live.snapshot, stream)
         info = await nc.jetstream().stream_info(stream)
         until = min(live_seq, info.state.last_seq)
+        progress(stream, 0, until)
         conn = await self.wait_ready()
         conn.send((fresh_url, stream))
         sent = 0
@@ -105,6 +118,7 @@ class ReplayWorker:
                     batch = builder.pack(messages, list(map(inspect, messages)))
                     await asyncio.to_thread(conn.send, batch)
                     sent = messages[-1].stream_seq
+                    progress(stream, sent, until)
                 break
             except Gap as exc:
                 log.info("replay of %s resumes after %d: %s", stream, sent, exc)

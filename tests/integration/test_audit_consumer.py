@@ -36,6 +36,15 @@ def chained_ids(client: TestClient) -> list[str]:
             return ids
 
 
+def ended(client: TestClient, job: str) -> dict:
+    """A background replay's job, once it is no longer running."""
+    def state():
+        found = client.get(job, headers=bearer("admin")).json()
+        return found if found["state"] != "running" else None
+
+    return wait_for(state)
+
+
 @pytest.fixture
 def audit(nats_server, settings_factory, db_url):
     with TestClient(create_app(settings_factory(nats_server.url, audit_database_url=db_url))) as c:
@@ -131,7 +140,9 @@ def test_a_replay_broken_off_part_way_leaves_no_half_job_for_the_next_one(
     # act: the stream read fails after the builder got its first batch
     monkeypatch.setattr(replay, "read_batches", one_batch_then_nats_goes)
     broken = audit.post("/v1/audit/replay", headers=bearer("admin"))
-    assert broken.status_code == 503 and "run the replay again" in broken.json()["detail"]
+    assert broken.status_code == 503, broken.text
+    assert "reading the streams failed" in broken.json()["detail"]
+    assert "run the replay again" in broken.json()["detail"]
     monkeypatch.setattr(replay, "read_batches", reader)
     # check: the next replay gets a builder with no job half done, and the heads match
     report = audit.post("/v1/audit/replay", headers=bearer("admin"))
@@ -175,3 +186,85 @@ def test_the_consumer_killed_mid_batch_resumes_without_gap_or_duplicate(
     assert verify(chain).ok
     assert ready.status_code == 200
     store.engine.dispose()
+
+
+def test_a_replay_asked_to_respond_async_runs_in_the_background_and_reports_as_a_job(
+    nats_server, audit, monkeypatch
+):
+    import asyncio
+    import threading
+
+    from services.audit import replay
+
+    publish_events(nats_server.url, [model_created(f"m{i:03d}") for i in range(30)])
+    wait_for(lambda: len(chained_ids(audit)) == 30)
+    reader, gate = replay.read_batches, threading.Event()
+
+    async def ten_then_wait_for_the_gate(*args, **kwargs):
+        async for batch in reader(*args, **kwargs):
+            yield batch[:10]
+            await asyncio.to_thread(gate.wait, 30)
+            if batch[10:]:
+                yield batch[10:]
+
+    monkeypatch.setattr(replay, "read_batches", ten_then_wait_for_the_gate)
+    admin = {**bearer("admin"), "Prefer": "respond-async"}
+    # act: ask for a background replay
+    accepted = audit.post("/v1/audit/replay", headers=admin)
+    # check: 202 at once, the job to follow, and where it is while it runs
+    assert accepted.status_code == 202, accepted.text
+    assert accepted.headers["Preference-Applied"] == "respond-async"
+    where = accepted.headers["Location"]
+    assert where == f"/v1/audit/replay/{accepted.json()['id']}" and accepted.json()["state"] == "running"
+    running = wait_for(lambda: (j := audit.get(where, headers=bearer("admin")).json())["progress"]
+                       and j["progress"]["read_to_seq"] == 10 and j)
+    assert running["state"] == "running"
+    assert running["progress"] == {"stream": "GOVERNANCE", "read_to_seq": 10, "of": 30}
+    # check: a second background replay is refused while this one runs, and told where it is
+    second = audit.post("/v1/audit/replay", headers=admin)
+    assert second.status_code == 409 and second.headers["Location"] == where
+    assert where in second.json()["detail"]
+    # act: let the replay go on
+    gate.set()
+    done = ended(audit, where)
+    # check: the same report a synchronous replay gives
+    assert done["state"] == "done" and done["error"] is None and done["finished_at"], done
+    gov = next(s for s in done["report"]["streams"] if s["stream"] == "GOVERNANCE")
+    assert done["report"]["ok"] and gov["rebuilt_count"] == 30 and gov["live_head"] == gov["rebuilt_head"]
+    # check: only admins follow jobs; an unknown job is a 404 that says why
+    assert audit.get(where, headers=bearer("regulator")).status_code == 403
+    unknown = audit.get("/v1/audit/replay/no-such-job", headers=bearer("admin"))
+    assert unknown.status_code == 404 and unknown.headers["content-type"] == "application/problem+json"
+    assert "no replay job 'no-such-job'" in unknown.json()["detail"]
+
+
+def test_a_background_replay_that_breaks_off_fails_its_job_with_the_reason(
+    nats_server, audit, monkeypatch
+):
+    from nats.errors import TimeoutError as NatsTimeout
+
+    from services.audit import replay
+
+    publish_events(nats_server.url, [model_created(f"m{i:03d}") for i in range(30)])
+    wait_for(lambda: len(chained_ids(audit)) == 30)
+    reader = replay.read_batches
+
+    async def one_batch_then_nats_goes(*args, **kwargs):
+        async for batch in reader(*args, **kwargs):
+            yield batch[:10]
+            raise NatsTimeout
+
+    monkeypatch.setattr(replay, "read_batches", one_batch_then_nats_goes)
+    accepted = audit.post("/v1/audit/replay", headers={**bearer("admin"), "Prefer": "respond-async"})
+    assert accepted.status_code == 202, accepted.text
+    where = accepted.headers["Location"]
+    failed = ended(audit, where)
+    # check: failed, with the reason a synchronous replay would have answered 503 with
+    assert failed["state"] == "failed" and failed["report"] is None
+    assert "reading the streams failed" in failed["error"] and "run the replay again" in failed["error"]
+    # check: the next background replay runs, and matches
+    monkeypatch.setattr(replay, "read_batches", reader)
+    again = audit.post("/v1/audit/replay", headers={**bearer("admin"), "Prefer": "respond-async"})
+    assert again.status_code == 202, again.text
+    done = ended(audit, again.headers["Location"])
+    assert done["state"] == "done" and done["report"]["ok"], done
