@@ -121,15 +121,18 @@ def test_the_warm_replay_builder_serves_replay_after_replay_and_is_replaced_when
         [s["rebuilt_head"] for s in first["streams"]]
 
 
-def test_a_replay_broken_off_part_way_leaves_no_half_job_for_the_next_one(
-    nats_server, audit, monkeypatch
-):
+def chain_thirty(nats_server, audit) -> None:
+    publish_events(nats_server.url, [model_created(f"m{i:03d}") for i in range(30)])
+    wait_for(lambda: len(chained_ids(audit)) == 30)
+
+
+def nats_goes_after_ten(monkeypatch):
+    """Replay's stream read fails (a NATS timeout) once the builder got its first ten messages;
+    returns what puts the real read back."""
     from nats.errors import TimeoutError as NatsTimeout
 
     from services.audit import replay
 
-    publish_events(nats_server.url, [model_created(f"m{i:03d}") for i in range(30)])
-    wait_for(lambda: len(chained_ids(audit)) == 30)
     reader = replay.read_batches
 
     async def one_batch_then_nats_goes(*args, **kwargs):
@@ -137,13 +140,21 @@ def test_a_replay_broken_off_part_way_leaves_no_half_job_for_the_next_one(
             yield batch[:10]
             raise NatsTimeout
 
-    # act: the stream read fails after the builder got its first batch
     monkeypatch.setattr(replay, "read_batches", one_batch_then_nats_goes)
+    return lambda: monkeypatch.setattr(replay, "read_batches", reader)
+
+
+def test_a_replay_broken_off_part_way_leaves_no_half_job_for_the_next_one(
+    nats_server, audit, monkeypatch
+):
+    chain_thirty(nats_server, audit)
+    # act: the stream read fails after the builder got its first batch
+    mend = nats_goes_after_ten(monkeypatch)
     broken = audit.post("/v1/audit/replay", headers=bearer("admin"))
     assert broken.status_code == 503, broken.text
     assert "reading the streams failed" in broken.json()["detail"]
     assert "run the replay again" in broken.json()["detail"]
-    monkeypatch.setattr(replay, "read_batches", reader)
+    mend()
     # check: the next replay gets a builder with no job half done, and the heads match
     report = audit.post("/v1/audit/replay", headers=bearer("admin"))
     assert report.status_code == 200, report.text
@@ -196,8 +207,7 @@ def test_a_replay_asked_to_respond_async_runs_in_the_background_and_reports_as_a
 
     from services.audit import replay
 
-    publish_events(nats_server.url, [model_created(f"m{i:03d}") for i in range(30)])
-    wait_for(lambda: len(chained_ids(audit)) == 30)
+    chain_thirty(nats_server, audit)
     reader, gate = replay.read_batches, threading.Event()
 
     async def ten_then_wait_for_the_gate(*args, **kwargs):
@@ -241,20 +251,8 @@ def test_a_replay_asked_to_respond_async_runs_in_the_background_and_reports_as_a
 def test_a_background_replay_that_breaks_off_fails_its_job_with_the_reason(
     nats_server, audit, monkeypatch
 ):
-    from nats.errors import TimeoutError as NatsTimeout
-
-    from services.audit import replay
-
-    publish_events(nats_server.url, [model_created(f"m{i:03d}") for i in range(30)])
-    wait_for(lambda: len(chained_ids(audit)) == 30)
-    reader = replay.read_batches
-
-    async def one_batch_then_nats_goes(*args, **kwargs):
-        async for batch in reader(*args, **kwargs):
-            yield batch[:10]
-            raise NatsTimeout
-
-    monkeypatch.setattr(replay, "read_batches", one_batch_then_nats_goes)
+    chain_thirty(nats_server, audit)
+    mend = nats_goes_after_ten(monkeypatch)
     accepted = audit.post("/v1/audit/replay", headers={**bearer("admin"), "Prefer": "respond-async"})
     assert accepted.status_code == 202, accepted.text
     where = accepted.headers["Location"]
@@ -263,7 +261,7 @@ def test_a_background_replay_that_breaks_off_fails_its_job_with_the_reason(
     assert failed["state"] == "failed" and failed["report"] is None
     assert "reading the streams failed" in failed["error"] and "run the replay again" in failed["error"]
     # check: the next background replay runs, and matches
-    monkeypatch.setattr(replay, "read_batches", reader)
+    mend()
     again = audit.post("/v1/audit/replay", headers={**bearer("admin"), "Prefer": "respond-async"})
     assert again.status_code == 202, again.text
     done = ended(audit, again.headers["Location"])
