@@ -18,13 +18,14 @@ from datetime import UTC, datetime
 
 from contracts.audit.api import ReplayJob, ReplayProgress, ReplayReport
 from contracts.envelope import new_event_id
+from services.audit.replay import Progress
 from services.runtime.errors import Problem
 
 log = logging.getLogger(__name__)
 
 KEEP = 20
 
-Run = Callable[[Callable[[str, int, int], None]], Awaitable[ReplayReport]]
+Run = Callable[[Progress], Awaitable[ReplayReport]]  # the replay, told where to report progress
 
 
 class ReplayJobs:
