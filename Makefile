@@ -53,9 +53,11 @@ bench: install peers
 	$(PY) -m bench.monitoring_ingest
 	$(PY) -m bench.drift_vs_evidently
 
-# modelgov scoring vs MLServer 1.7 (its own venv under var/bench); ~3 min with the defaults
+# modelgov scoring vs MLServer 1.7 (its own venv under var/bench); ~3 min with the defaults;
+# then what a shadow version costs the decisions it shadows (~1.5 min)
 bench-scoring: install
 	$(PY) -m bench.scoring_vs_mlserver
+	$(PY) -m bench.scoring_shadow
 
 # modelgov drift vs Evidently 0.7.23's DataDriftPreset (its own venv, var/peers), 100,000 × 20; ~2 min
 bench-drift: install peers

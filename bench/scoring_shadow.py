@@ -1,0 +1,144 @@
+"""What a shadow version costs the decisions it shadows: the same champion with and without one.
+
+    .venv/bin/python -m bench.scoring_shadow [--duration S] [--concurrency 1,16,64]
+
+modelgov alone (no peer): the scoring bench's LR pipeline is `fraud-lr`'s champion, and also
+`fraud-lr-shadowed`'s, which has the bench's HistGradientBoosting model as its shadow (a
+challenger of another kind, as a bank would shadow one). The two sides take turns within each
+cell, as in bench/scoring_vs_mlserver.py, with the same load generator. A shadow scores after
+its decision's response is decided and records its own fsynced `shadow_prediction.made`, so it
+cannot change an answer; this measures what it costs the answers' rate and latency, and checks
+that the DECISIONS stream holds a decision per response and a shadow prediction per shadowed
+one. Writes bench/results/scoring_shadow.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import tempfile
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+
+from bench.scoring_vs_mlserver import (
+    SEED,
+    Modelgov,
+    call,
+    code_state,
+    machine,
+    merge_slices,
+    run_cell,
+    save,
+    score_body,
+    train,
+    write_bodies,
+)
+
+RESULTS = Path(__file__).parent / "results" / "scoring_shadow.json"
+SHADOWED = "fraud-lr-shadowed"
+
+
+def deploy_shadowed(mg: Modelgov, champion, shadow) -> None:
+    """SHADOWED: version 1 the champion's artifact (approved), version 2 the shadow's (registered
+    is enough for a shadow); deployed as champion 1, shadow [2]."""
+    with httpx.Client(base_url=f"http://127.0.0.1:{mg.registry_port}", timeout=60) as reg:
+        call(reg, "POST", "/v1/models", mg.auth("data_scientist"), json={
+            "name": SHADOWED, "description": "card fraud, LR champion with an HGB shadow (benchmark)",
+            "owner": "fraud-analytics", "use_case": "fraud", "risk_tier": "medium",
+            "protected_attributes": []})
+        for m in (champion, shadow):
+            call(reg, "POST", f"/v1/models/{SHADOWED}/versions", mg.auth("data_scientist"),
+                 files={"artifact": (f"{m.name}.skops", (mg.work / f"{m.name}.skops").read_bytes(),
+                                     "application/octet-stream"),
+                        "metadata": (None, json.dumps(m.metadata), "application/json")})
+        base = f"/v1/models/{SHADOWED}/versions/1/transitions"
+        call(reg, "POST", base, mg.auth("data_scientist"), json={"to": "validated"})
+        call(reg, "POST", base, mg.auth("model_risk"), json={"to": "approved", "comment": "benchmark"})
+    with httpx.Client(base_url=mg.url, timeout=60) as scoring:
+        call(scoring, "PUT", f"/v1/deployments/{SHADOWED}", mg.auth("operator"),
+             json={"champion": 1, "shadow": [2]})
+
+
+def shadow_counter(mg: Modelgov) -> dict[str, float]:
+    """modelgov_scoring_shadow_predictions_total by its labels, from one worker's /metrics (the
+    service's workers share nothing: a figure for the report, not a check)."""
+    text = httpx.get(f"{mg.url}/metrics", timeout=10).text
+    return {labels: float(value) for labels, value in
+            re.findall(r"^modelgov_scoring_shadow_predictions_total\{(.*)\} (\S+)$", text, re.M)}
+
+
+def main(args) -> dict:
+    concurrencies = [int(c) for c in args.concurrency.split(",")]
+    work = Path(tempfile.mkdtemp(prefix="modelgov-bench-shadow-"))
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    trained, rows = train(args.seed)
+    by_name = {m.name: m for m in trained}
+    save(trained, work, 0, 0.002)
+    bodies = write_bodies(work / "score.jsonl", [score_body(r) for r in rows])
+    mg = Modelgov(work, env, workers=args.scoring_workers)
+    cells = []
+    try:
+        mg.start().deploy(trained)
+        deploy_shadowed(mg, by_name["fraud-lr"], by_name["fraud-hgb"])
+        run_id = datetime.now(UTC).strftime("%H%M%S")
+        sides = [("no shadow", "fraud-lr"), ("HGB shadow", SHADOWED)]
+        for conc in concurrencies:
+            slices: dict[str, list[dict]] = {side: [] for side, _ in sides}
+            each = args.duration / args.rounds
+            for turn in range(args.rounds):
+                for side, model in sides:
+                    slices[side].append(run_cell(
+                        mg.url, f"/v1/score/{model}", mg.auth("scoring_client"), bodies, conc,
+                        args.warmup, each, mg.pids(), env, "raw", f"{run_id}-{model}-c{conc}-t{turn}-"))
+            for side, model in sides:
+                cell = {"side": side, "model": model, "concurrency": conc,
+                        **merge_slices(slices[side], each)}
+                cells.append(cell)
+                print(f"  c={conc} {side}: {cell.get('req_per_s', cell.get('error'))} req/s, "
+                      f"p50 {cell.get('p50_ms')} / p99 {cell.get('p99_ms')} ms", flush=True)
+        answered = {model: sum(c.get("ok_including_warmup", 0) for c in cells if c["model"] == model)
+                    for _, model in sides}
+        record = {"responses": answered, "messages_in_DECISIONS": mg.decisions_in_stream(),
+                  "expected": answered["fraud-lr"] + 2 * answered[SHADOWED],
+                  "shadow_predictions_total_one_worker": shadow_counter(mg)}
+    finally:
+        mg.stop()
+        shutil.rmtree(work, ignore_errors=True)
+    return {
+        "benchmark": "scoring_shadow", "when": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": machine(), "code": code_state(),
+        "command": "python -m bench.scoring_shadow " + " ".join(
+            f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items() if k != "output"),
+        "setup": {"champion": "fraud-lr v1 (StandardScaler -> LogisticRegression), on both sides",
+                  "shadow": f"{SHADOWED} v2: HistGradientBoostingClassifier, scored after the "
+                            "response is decided, its event fsynced like the decision's",
+                  "order": f"per concurrency, {args.rounds} turns of each side, each "
+                           f"{args.duration / args.rounds:g} s measured after {args.warmup:g} s warm-up"},
+        "cells": cells, "record_keeping": record,
+    }
+
+
+def parse(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m bench.scoring_shadow", description=__doc__)
+    parser.add_argument("--duration", type=float, default=6.0, help="measured seconds per side and cell")
+    parser.add_argument("--warmup", type=float, default=1.5, help="warm-up seconds per turn")
+    parser.add_argument("--rounds", type=int, default=3, help="turns per side and cell")
+    parser.add_argument("--concurrency", default="1,16,64")
+    parser.add_argument("--scoring-workers", type=int, default=2)
+    parser.add_argument("--seed", type=int, default=SEED)
+    parser.add_argument("--output", type=Path, default=RESULTS)
+    return parser.parse_args(argv)
+
+
+if __name__ == "__main__":
+    arguments = parse()
+    result = main(arguments)
+    arguments.output.parent.mkdir(parents=True, exist_ok=True)
+    arguments.output.write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps(result["record_keeping"], indent=2))
+    print(f"wrote {arguments.output}")
