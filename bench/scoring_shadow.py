@@ -7,14 +7,16 @@ modelgov alone (no peer): the scoring bench's LR pipeline is `fraud-lr`'s champi
 challenger of another kind, as a bank would shadow one). The two sides take turns within each
 cell, as in bench/scoring_vs_mlserver.py, with the same load generator. A shadow scores after
 its decision's response is decided and records its own fsynced `shadow_prediction.made`, so it
-cannot change an answer; this measures what it costs the answers' rate and latency, and checks
-that the DECISIONS stream holds a decision per response and a shadow prediction per shadowed
-one. Writes bench/results/scoring_shadow.json.
+cannot change an answer; this measures what it costs the answers' rate and latency, checks that
+the DECISIONS stream holds a `decision.made` per response, and counts the shadow predictions made
+(shadows run on spare time and are dropped, counted, under load: services/scoring/shadows.py).
+Writes bench/results/scoring_shadow.json.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import os
 import re
@@ -24,6 +26,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
+import nats
 
 from bench.scoring_vs_mlserver import (
     SEED,
@@ -72,6 +75,19 @@ def shadow_counter(mg: Modelgov) -> dict[str, float]:
             re.findall(r"^modelgov_scoring_shadow_predictions_total\{(.*)\} (\S+)$", text, re.M)}
 
 
+def messages_by_subject(mg: Modelgov) -> dict[str, int]:
+    """The DECISIONS stream's message count per subject (`dec.<model>.<verb>`)."""
+    async def count() -> dict[str, int]:
+        nc = await nats.connect(mg.nats.url)
+        try:
+            info = await nc.jetstream().stream_info("DECISIONS", subjects_filter="dec.>")
+            return dict(sorted((info.state.subjects or {}).items()))
+        finally:
+            await nc.close()
+
+    return asyncio.run(count())
+
+
 def main(args) -> dict:
     concurrencies = [int(c) for c in args.concurrency.split(",")]
     work = Path(tempfile.mkdtemp(prefix="modelgov-bench-shadow-"))
@@ -103,8 +119,14 @@ def main(args) -> dict:
                       f"p50 {cell.get('p50_ms')} / p99 {cell.get('p99_ms')} ms", flush=True)
         answered = {model: sum(c.get("ok_including_warmup", 0) for c in cells if c["model"] == model)
                     for _, model in sides}
-        record = {"responses": answered, "messages_in_DECISIONS": mg.decisions_in_stream(),
-                  "expected": answered["fraud-lr"] + 2 * answered[SHADOWED],
+        subjects = messages_by_subject(mg)
+        made = {model: subjects.get(f"dec.{model}.decision_made", 0) for _, model in sides}
+        shadowed = subjects.get(f"dec.{SHADOWED}.shadow_prediction_made", 0)
+        record = {"responses": answered, "decision_made_in_stream": made,
+                  "every_response_recorded": made == answered,
+                  "shadow_predictions_in_stream": shadowed,
+                  "shadowed_share": round(shadowed / answered[SHADOWED], 3) if answered[SHADOWED] else None,
+                  "messages_by_subject": subjects,
                   "shadow_predictions_total_one_worker": shadow_counter(mg)}
     finally:
         mg.stop()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from dataclasses import replace
@@ -41,6 +42,7 @@ from services.scoring.models import (
     UnsafeArtifact,
     VersionMissing,
 )
+from services.scoring.shadows import ShadowQueue
 
 if TYPE_CHECKING:
     from services.scoring.prewarm import Prewarmer
@@ -55,7 +57,7 @@ DeploymentReader = principal_of(R.service, R.operator, R.admin, R.regulator, R.m
                                 R.data_scientist)
 DeploymentKeeper = principal_of(R.service, R.operator)
 SERVABLE = (VersionStatus.approved, VersionStatus.deployed)
-MAX_PENDING_SHADOWS = 1000  # beyond this, shadow work is dropped (and counted), never queued up
+MAX_PENDING_SHADOWS = 1000  # requests' shadow jobs waiting; beyond this dropped (and counted)
 # Up to this many rows are scored on the event loop: measured on one-row requests, a hop to a
 # worker thread and back cost more CPU than the prediction (HistGradientBoosting at c=16: 4.5 ms
 # per request through a thread, 2.2 ms inline), and a few rows block the loop for about a ms.
@@ -87,7 +89,14 @@ async def score_batch(
 async def decide(request: Request, who: Principal, model: str, items: list[ScoreRequest],
                  batch: bool, version: int | None = None) -> list[ScoreResponse]:
     """The one decision path (v1 and OIP v2): route, check, score, record durably, then answer.
-    `version` pins the deciding version (route "direct") in place of the deployment's routing."""
+    `version` pins the deciding version (route "direct") in place of the deployment's routing.
+    Shadow work waits while any decision is in flight in this process (shadows.py)."""
+    with shadows_of(runtime_of(request)).deciding():
+        return await _decide(request, who, model, items, batch, version)
+
+
+async def _decide(request: Request, who: Principal, model: str, items: list[ScoreRequest],
+                  batch: bool, version: int | None) -> list[ScoreResponse]:
     started = time.perf_counter()
     rt, metrics = runtime_of(request), metrics_of(request)
     deployment = None
@@ -236,18 +245,21 @@ async def why_not_deployed(loader: ModelLoader, model: str) -> Problem:
 # -- shadows ----------------------------------------------------------------------------------
 
 
+def shadows_of(rt: Runtime) -> ShadowQueue:
+    if (queue := rt.extras.get("shadows")) is None:
+        queue = rt.extras["shadows"] = ShadowQueue(MAX_PENDING_SHADOWS)
+    return queue
+
+
 def _start_shadows(rt: Runtime, metrics: ScoringMetrics, model: str, versions: list[int],
                    items: list[ScoreRequest], responses: list[ScoreResponse], cause: Cause,
                    trace_id: str | None) -> None:
-    """After the responses are decided: shadow versions score the same inputs in the background."""
-    pending: set[asyncio.Task] = rt.extras.setdefault("shadow_tasks", set())
-    if len(pending) >= MAX_PENDING_SHADOWS:
+    """After the responses are decided: shadow versions score the same inputs in the background,
+    on this process's spare time (shadows.py); dropped and counted when too many wait."""
+    job = functools.partial(_shadow, rt, metrics, model, versions, items, responses, cause, trace_id)
+    if not shadows_of(rt).submit(job):
         for version in versions:
             metrics.shadows.labels(model, str(version), "dropped").inc(len(items))
-        return
-    task = asyncio.create_task(_shadow(rt, metrics, model, versions, items, responses, cause, trace_id))
-    pending.add(task)
-    task.add_done_callback(pending.discard)
 
 
 async def _shadow(rt: Runtime, metrics: ScoringMetrics, model: str, versions: list[int],

@@ -60,9 +60,8 @@ def create_app(settings: Settings | None = None,
         for task in background:
             task.cancel()
         await asyncio.gather(*background, return_exceptions=True)
-        shadows = list(runtime.extras.get("shadow_tasks", ()))
-        if shadows:  # let recorded-in-flight shadow predictions finish, briefly
-            await asyncio.wait(shadows, timeout=5)
+        if (shadows := runtime.extras.get("shadows")) is not None:
+            await shadows.close(timeout=5)  # let answered decisions' shadows finish, briefly
         await runtime.extras["loader"].close()
         runtime.extras["recorder"].publisher.close()
 
