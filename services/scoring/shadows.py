@@ -18,7 +18,8 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 
 log = logging.getLogger(__name__)
 
@@ -34,10 +35,19 @@ class ShadowQueue:
         self._idle.set()
         self._queued = asyncio.Event()
         self._runner: asyncio.Task | None = None
+        self._working = False  # a job is under way (popped from the queue, not yet done)
 
-    def deciding(self) -> _Deciding:
+    @contextmanager
+    def deciding(self) -> Iterator[None]:
         """`with queue.deciding():` around a decision, from its start until it is answered."""
-        return _Deciding(self)
+        self._deciding += 1
+        self._idle.clear()
+        try:
+            yield
+        finally:
+            self._deciding -= 1
+            if self._deciding == 0:
+                self._idle.set()
 
     def submit(self, job: Job) -> bool:
         """Queue a job; False (dropped) when `limit` jobs already wait."""
@@ -60,33 +70,22 @@ class ShadowQueue:
             if not self._jobs:
                 self._queued.clear()
                 continue
-            job = self._jobs.popleft()
+            job, self._working = self._jobs.popleft(), True
             try:
                 await job()
             except Exception:  # noqa: BLE001 - a shadow never affects anything but its own record
                 log.exception("a shadow job failed")
+            finally:
+                self._working = False
 
     async def close(self, timeout: float) -> None:
-        """Give queued jobs `timeout` seconds to finish (they are answered decisions' shadows),
-        then stop."""
+        """Give the job under way and the queued ones `timeout` seconds to finish (they are
+        answered decisions' shadows), then stop."""
         if self._runner is None:
             return
         deadline = asyncio.get_running_loop().time() + timeout
-        while self._jobs and asyncio.get_running_loop().time() < deadline:
+        while (self._jobs or self._working) and asyncio.get_running_loop().time() < deadline:
             await asyncio.sleep(0.01)
         self._runner.cancel()
         await asyncio.gather(self._runner, return_exceptions=True)
 
-
-class _Deciding:
-    def __init__(self, queue: ShadowQueue) -> None:
-        self.queue = queue
-
-    def __enter__(self) -> None:
-        self.queue._deciding += 1
-        self.queue._idle.clear()
-
-    def __exit__(self, *_exc) -> None:
-        self.queue._deciding -= 1
-        if self.queue._deciding == 0:
-            self.queue._idle.set()

@@ -80,3 +80,39 @@ async def test_close_gives_up_on_jobs_that_cannot_start_in_time():
         queue.submit(recorder(log, "a"))
         await queue.close(timeout=0.05)
     assert log == [] and queue.waiting == 1
+
+
+async def test_close_waits_for_the_job_under_way_too():
+    queue, log = ShadowQueue(limit=10), []
+
+    async def slow() -> None:
+        log.append("starts")
+        await asyncio.sleep(0.05)  # its model call and its event's PubAck
+        log.append("ends")
+
+    queue.submit(slow)
+    await turns()
+    assert log == ["starts"] and queue.waiting == 0
+    await queue.close(timeout=1)
+    # check: not cancelled half-way: the answered decision's shadow is recorded
+    assert log == ["starts", "ends"]
+
+
+async def test_shadow_work_that_does_not_fit_is_counted_as_dropped_per_version():
+    from types import SimpleNamespace
+
+    from prometheus_client import CollectorRegistry
+
+    from contracts.scoring.api import ScoreRequest
+    from services.scoring import api
+    from services.scoring.metrics import ScoringMetrics
+
+    registry = CollectorRegistry()
+    rt, metrics = SimpleNamespace(extras={"shadows": ShadowQueue(limit=0)}), ScoringMetrics(registry)
+    items = [ScoreRequest(entity_id=f"e{i}", features={"x": 1.0}) for i in range(3)]
+    # act: a batch of three, two shadow versions, no room in the queue
+    api._start_shadows(rt, metrics, "m", [2, 3], items, [None] * 3, None, None)
+    # check: each version's three shadow predictions are counted as dropped
+    for version in ("2", "3"):
+        labels = {"model": "m", "version": version, "outcome": "dropped"}
+        assert registry.get_sample_value("modelgov_scoring_shadow_predictions_total", labels) == 3
