@@ -147,7 +147,7 @@ async def replay_streams(
     nc, url, target = await _prepare(runtime)
     run = functools.partial(_replay, runtime.extras["replayer"], nc, _store(request), url, target)
     if not background:
-        return await run(None)
+        return await run()
     job = jobs.start(run)
     return JSONResponse(job.model_dump(mode="json"), status_code=202, headers={
         "Location": REPLAY_JOB.format(job_id=job.id), "Preference-Applied": "respond-async"})
@@ -180,7 +180,7 @@ async def _prepare(runtime) -> tuple:
 
 
 async def _replay(replayer: replay.ReplayWorker, nc, live: AuditStore, url: str, target,
-                  progress: replay.Progress | None) -> ReplayReport:
+                  progress: replay.Progress = replay.no_progress) -> ReplayReport:
     started = time.perf_counter()
     try:
         results = [await replayer.rebuild(nc, live, url, s, progress) for s in STREAMS]

@@ -27,8 +27,8 @@ log = logging.getLogger(__name__)
 Progress = Callable[[str, int, int], None]  # (stream, read to sequence, of)
 
 
-def _ignore(_stream: str, _read: int, _of: int) -> None:
-    pass
+def no_progress(_stream: str, _read: int, _of: int) -> None:
+    """A Progress for callers that do not follow one (the synchronous route, the bench)."""
 
 
 class ReplayFailed(RuntimeError):
@@ -84,14 +84,14 @@ class ReplayWorker:
         self._process = self._conn = None
 
     async def rebuild(self, nc: Client, live: AuditStore, fresh_url: str,
-                      stream: str, progress: Progress | None = None) -> dict:
+                      stream: str, progress: Progress = no_progress) -> dict:
         """Replay `stream` from its first message into the store at `fresh_url` (migrated,
         empty), up to where `live` has read it; `progress(stream, read_to_seq, of)` after each
         batch. A replay that fails part-way (NATS gone, the builder dead, cancelled) discards
         the builder: the next replay starts a fresh one."""
         async with self._lock:
             try:
-                return await self._rebuild(nc, live, fresh_url, stream, progress or _ignore)
+                return await self._rebuild(nc, live, fresh_url, stream, progress)
             except BaseException as exc:
                 self.close(graceful=False)
                 # The stream's read broke off (a timeout is an OSError too): the caller says so.

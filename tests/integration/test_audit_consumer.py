@@ -199,6 +199,32 @@ def test_the_consumer_killed_mid_batch_resumes_without_gap_or_duplicate(
     store.engine.dispose()
 
 
+
+def test_a_builder_that_dies_during_a_replay_is_reported_as_such_and_replaced(
+    nats_server, audit, monkeypatch
+):
+    from services.audit import replay
+
+    chain_thirty(nats_server, audit)
+    worker, reader = audit.app.state.runtime.extras["replayer"], replay.read_batches
+
+    async def ten_then_the_builder_dies(*args, **kwargs):
+        async for batch in reader(*args, **kwargs):
+            yield batch[:10]
+            os.kill(worker._process.pid, signal.SIGKILL)  # the OOM killer, say
+            wait_for(lambda: not worker._process.is_alive())
+            yield batch[10:]
+
+    monkeypatch.setattr(replay, "read_batches", ten_then_the_builder_dies)
+    broken = audit.post("/v1/audit/replay", headers=bearer("admin"))
+    # check: 503 that names the builder, not NATS, and says what to do
+    assert broken.status_code == 503, broken.text
+    assert "the replay builder stopped during GOVERNANCE" in broken.json()["detail"]
+    assert "run the replay again" in broken.json()["detail"]
+    monkeypatch.setattr(replay, "read_batches", reader)
+    report = audit.post("/v1/audit/replay", headers=bearer("admin"))
+    assert report.status_code == 200 and report.json()["ok"], report.text
+
 def test_a_replay_asked_to_respond_async_runs_in_the_background_and_reports_as_a_job(
     nats_server, audit, monkeypatch
 ):
