@@ -31,7 +31,6 @@ import nats
 from bench.scoring_vs_mlserver import (
     SEED,
     Modelgov,
-    call,
     code_state,
     machine,
     merge_slices,
@@ -44,27 +43,6 @@ from bench.scoring_vs_mlserver import (
 
 RESULTS = Path(__file__).parent / "results" / "scoring_shadow.json"
 SHADOWED = "fraud-lr-shadowed"
-
-
-def deploy_shadowed(mg: Modelgov, champion, shadow) -> None:
-    """SHADOWED: version 1 the champion's artifact (approved), version 2 the shadow's (registered
-    is enough for a shadow); deployed as champion 1, shadow [2]."""
-    with httpx.Client(base_url=f"http://127.0.0.1:{mg.registry_port}", timeout=60) as reg:
-        call(reg, "POST", "/v1/models", mg.auth("data_scientist"), json={
-            "name": SHADOWED, "description": "card fraud, LR champion with an HGB shadow (benchmark)",
-            "owner": "fraud-analytics", "use_case": "fraud", "risk_tier": "medium",
-            "protected_attributes": []})
-        for m in (champion, shadow):
-            call(reg, "POST", f"/v1/models/{SHADOWED}/versions", mg.auth("data_scientist"),
-                 files={"artifact": (f"{m.name}.skops", (mg.work / f"{m.name}.skops").read_bytes(),
-                                     "application/octet-stream"),
-                        "metadata": (None, json.dumps(m.metadata), "application/json")})
-        base = f"/v1/models/{SHADOWED}/versions/1/transitions"
-        call(reg, "POST", base, mg.auth("data_scientist"), json={"to": "validated"})
-        call(reg, "POST", base, mg.auth("model_risk"), json={"to": "approved", "comment": "benchmark"})
-    with httpx.Client(base_url=mg.url, timeout=60) as scoring:
-        call(scoring, "PUT", f"/v1/deployments/{SHADOWED}", mg.auth("operator"),
-             json={"champion": 1, "shadow": [2]})
 
 
 def shadow_counter(mg: Modelgov) -> dict[str, float]:
@@ -100,7 +78,10 @@ def main(args) -> dict:
     cells = []
     try:
         mg.start().deploy(trained)
-        deploy_shadowed(mg, by_name["fraud-lr"], by_name["fraud-hgb"])
+        # version 1 the champion's artifact (approved), version 2 the shadow's (registered is
+        # enough for a shadow)
+        mg.register(SHADOWED, "card fraud, LR champion with an HGB shadow (benchmark)",
+                    [by_name["fraud-lr"], by_name["fraud-hgb"]], {"champion": 1, "shadow": [2]})
         run_id = datetime.now(UTC).strftime("%H%M%S")
         sides = [("no shadow", "fraud-lr"), ("HGB shadow", SHADOWED)]
         for conc in concurrencies:

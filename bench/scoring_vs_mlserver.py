@@ -363,29 +363,30 @@ class Modelgov:
         return {"Authorization": f"Bearer {self.tokens[role]}"}
 
     def deploy(self, models: list[Trained]) -> None:
-        """Create, register, validate, approve (two people) and make each model's v1 champion."""
+        """Each model under its own name, its version 1 the champion."""
+        for m in models:
+            self.register(m.name, f"card fraud, {MODELS[m.name]} (benchmark)", [m], {"champion": 1})
+
+    def register(self, name: str, description: str, versions: list[Trained], deployment: dict) -> None:
+        """Create model `name`, register each artifact as a version (1, 2, ...), validate and
+        approve (two people) version 1, and deploy it as `deployment` says."""
         import httpx
 
         with httpx.Client(base_url=f"http://127.0.0.1:{self.registry_port}", timeout=60) as reg:
-            for m in models:
-                call(reg, "POST", "/v1/models", self.auth("data_scientist"), json={
-                    "name": m.name, "description": f"card fraud, {MODELS[m.name]} (benchmark)",
-                    "owner": "fraud-analytics", "use_case": "fraud", "risk_tier": "medium",
-                    "protected_attributes": []})
+            call(reg, "POST", "/v1/models", self.auth("data_scientist"), json={
+                "name": name, "description": description, "owner": "fraud-analytics",
+                "use_case": "fraud", "risk_tier": "medium", "protected_attributes": []})
+            for m in versions:
                 artifact = (self.work / f"{m.name}.skops").read_bytes()
-                created = call(reg, "POST", f"/v1/models/{m.name}/versions",
-                               self.auth("data_scientist"),
-                               files={"artifact": (f"{m.name}.skops", artifact, "application/octet-stream"),
-                                      "metadata": (None, json.dumps(m.metadata), "application/json")})
-                version = created.json()["version"]
-                base = f"/v1/models/{m.name}/versions/{version}/transitions"
-                call(reg, "POST", base, self.auth("data_scientist"), json={"to": "validated"})
-                call(reg, "POST", base, self.auth("model_risk"),
-                     json={"to": "approved", "comment": "benchmark model"})
+                call(reg, "POST", f"/v1/models/{name}/versions", self.auth("data_scientist"),
+                     files={"artifact": (f"{m.name}.skops", artifact, "application/octet-stream"),
+                            "metadata": (None, json.dumps(m.metadata), "application/json")})
+            base = f"/v1/models/{name}/versions/1/transitions"
+            call(reg, "POST", base, self.auth("data_scientist"), json={"to": "validated"})
+            call(reg, "POST", base, self.auth("model_risk"),
+                 json={"to": "approved", "comment": "benchmark model"})
         with httpx.Client(base_url=self.url, timeout=60) as scoring:
-            for m in models:
-                call(scoring, "PUT", f"/v1/deployments/{m.name}", self.auth("operator"),
-                     json={"champion": 1})
+            call(scoring, "PUT", f"/v1/deployments/{name}", self.auth("operator"), json=deployment)
 
     def decisions_in_stream(self) -> int | None:
         try:
