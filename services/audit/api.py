@@ -6,10 +6,12 @@ import asyncio
 import functools
 import time
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Annotated
 
 from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import JSONResponse
+from nats.aio.client import Client
 from nats.errors import Error as NatsError
 
 from contracts.audit.api import (
@@ -164,7 +166,7 @@ def get_replay_job(request: Request, job_id: str, _who: Admin) -> ReplayJob:
     return job
 
 
-async def _prepare(runtime) -> tuple:
+async def _prepare(runtime) -> tuple[Client, str, Path]:
     """The connection to read with (503 when NATS is down) and a fresh, migrated store."""
     try:
         nc = runtime.bus.client()
@@ -179,7 +181,7 @@ async def _prepare(runtime) -> tuple:
     return nc, url, target
 
 
-async def _replay(replayer: replay.ReplayWorker, nc, live: AuditStore, url: str, target,
+async def _replay(replayer: replay.ReplayWorker, nc: Client, live: AuditStore, url: str, target: Path,
                   progress: replay.Progress = replay.no_progress) -> ReplayReport:
     started = time.perf_counter()
     try:

@@ -42,7 +42,7 @@ class ReplayJobs:
     def start(self, run: Run) -> ReplayJob:
         """Start `run(progress)` in the background; its outcome becomes the job's."""
         job = ReplayJob(id=new_event_id(), state="running", started_at=datetime.now(UTC))
-        self._put(job)
+        self._jobs[job.id] = job
         self._tasks[job.id] = asyncio.create_task(self._run(job.id, run), name=f"replay-{job.id}")
         while len(self._jobs) > KEEP:
             self._jobs.popitem(last=False)
@@ -73,11 +73,8 @@ class ReplayJobs:
                      error=error, finished_at=datetime.now(UTC))
 
     def _update(self, job_id: str, **changes) -> None:
-        if (job := self._jobs.get(job_id)) is not None:
-            self._put(job.model_copy(update=changes))
-
-    def _put(self, job: ReplayJob) -> None:
-        self._jobs[job.id] = job
+        if (job := self._jobs.get(job_id)) is not None:  # None: forgotten (KEEP newer jobs)
+            self._jobs[job_id] = job.model_copy(update=changes)  # keeps its place in the order
 
     async def close(self) -> None:
         tasks = list(self._tasks.values())
