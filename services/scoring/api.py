@@ -6,8 +6,9 @@ import asyncio
 import functools
 import logging
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from fastapi import APIRouter, Request
 from opentelemetry import trace
@@ -35,6 +36,7 @@ from services.scoring.messaging import Recorder
 from services.scoring.metrics import ScoringMetrics
 from services.scoring.models import (
     ArtifactMismatch,
+    Decided,
     LoadedModel,
     LoadError,
     ModelLoader,
@@ -124,14 +126,8 @@ async def _decide(request: Request, who: Principal, model: str, items: list[Scor
     decided = [None] * len(items)
     for v, loaded in serving.items():
         rows = [i for i, (deciding, _) in enumerate(routed) if deciding == v]
-        features = [items[i].features for i in rows]
         try:
-            if len(rows) <= INLINE_ROWS and loaded.coalescer is not None:
-                results = await loaded.coalescer.decide(features)
-            elif len(rows) <= INLINE_ROWS:
-                results = loaded.decide_many(features)
-            else:
-                results = await asyncio.to_thread(loaded.decide_many, features)
+            results = await _decided(loaded, [items[i].features for i in rows])
         except Exception as exc:  # noqa: BLE001 - the model failed on checked input: not the caller's fault
             log.exception("version %s of %s failed to score", v, model)
             metrics.refused(model, "model_failed")
@@ -162,6 +158,16 @@ async def _decide(request: Request, who: Principal, model: str, items: list[Scor
     if deployment is not None and deployment.shadow:  # a pinned request is not the deployment's traffic
         _start_shadows(rt, metrics, model, deployment.shadow, items, responses, cause, trace_id)
     return responses
+
+
+async def _decided(loaded: LoadedModel, features: Sequence[Mapping[str, Any]]) -> list[Decided]:
+    """A few rows on the event loop (in one call with concurrent requests' where that changes no
+    score), more in a worker thread."""
+    if len(features) > INLINE_ROWS:
+        return await asyncio.to_thread(loaded.decide_many, features)
+    if loaded.coalescer is not None:
+        return await loaded.coalescer.decide(features)
+    return loaded.decide_many(features)
 
 
 def _unprocessable(metrics: ScoringMetrics, model: str, problems: list[domain.FeatureProblem]) -> Problem:
@@ -283,7 +289,7 @@ async def _shadow_one(rt: Runtime, metrics: ScoringMetrics, model: str, version:
     if not fits:
         return
     started = time.perf_counter()
-    results = await asyncio.to_thread(loaded.decide_many, [items[i].features for i in fits])
+    results = await _decided(loaded, [items[i].features for i in fits])
     latency_ms = round((time.perf_counter() - started) * 1000, 3)
     events = [
         messaging.event(ShadowPredictionMade(

@@ -10,7 +10,9 @@ behind the LR pipeline, 2,017 â†’ 1,167 decisions a second at c = 16, p50 1.2 â†
 process, and the next waits for the one before: a decision can find at most one shadow job of
 this process ahead of it, on the cores or on the stream. Under sustained load the process is
 never idle, the queue fills, and what does not fit is dropped and counted (best effort, as model
-servers mirror traffic); every shadow prediction that is made is recorded.
+servers mirror traffic); every shadow prediction that is made is recorded. A job's model call
+for a few rows runs on the event loop, as a decision's does (api._decided): through a worker
+thread, the hop and its contention for the GIL cost the next decision more than the call did.
 """
 
 from __future__ import annotations

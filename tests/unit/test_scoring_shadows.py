@@ -116,3 +116,20 @@ async def test_shadow_work_that_does_not_fit_is_counted_as_dropped_per_version()
     for version in ("2", "3"):
         labels = {"model": "m", "version": version, "outcome": "dropped"}
         assert registry.get_sample_value("modelgov_scoring_shadow_predictions_total", labels) == 3
+
+
+async def test_a_shadow_scores_a_few_rows_on_the_event_loop_and_more_in_a_thread():
+    # Measured: a thread hop per shadowed one-row request cost the next decisions more than the
+    # model call (c = 1: p50 +0.6 ms against +0.3 ms inline).
+    import threading
+    from types import SimpleNamespace
+
+    from services.scoring import api
+
+    threads = []
+    loaded = SimpleNamespace(coalescer=None,
+                             decide_many=lambda rows: threads.append(threading.get_ident()) or list(rows))
+    rows = [{"x": float(i)} for i in range(api.INLINE_ROWS + 1)]
+    assert await api._decided(loaded, rows[:1]) == rows[:1]
+    assert await api._decided(loaded, rows) == rows
+    assert threads[0] == threading.get_ident() != threads[1]
