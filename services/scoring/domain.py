@@ -69,6 +69,12 @@ class FeatureProblem:
 
 def check_features(schema: Sequence[FeatureSpec], features: Mapping[str, Any]) -> list[FeatureProblem]:
     """Every way the request differs from the version's feature schema, one problem per feature."""
+    if len(features) == len(schema) and all(_plainly_valid(s, features.get(s.name, _ABSENT)) for s in schema):
+        return []  # every request a client gets right: checked at a third of the cost of _problems
+    return _problems(schema, features)
+
+
+def _problems(schema: Sequence[FeatureSpec], features: Mapping[str, Any]) -> list[FeatureProblem]:
     problems = [FeatureProblem(spec.name, "is missing") for spec in schema if spec.name not in features]
     known = {spec.name for spec in schema}
     problems += [FeatureProblem(name, "is not in the version's feature schema")
@@ -79,6 +85,26 @@ def check_features(schema: Sequence[FeatureSpec], features: Mapping[str, Any]) -
             if issue:
                 problems.append(FeatureProblem(spec.name, issue))
     return problems
+
+
+_ABSENT = object()
+
+
+def _plainly_valid(spec: FeatureSpec, value: Any) -> bool:
+    """True only where _value_problem finds nothing, for the usual values (a float or an int for
+    a number, a listed string, a bool); False sends the request through every check."""
+    kind = type(value)
+    if kind is float:
+        if spec.dtype != "float" or not math.isfinite(value):
+            return False
+    elif kind is int:  # bool is not: type(True) is bool
+        if spec.dtype not in ("float", "int") or not -MAX_EXACT_INT <= value <= MAX_EXACT_INT:
+            return False
+    elif kind is str:
+        return spec.dtype == "string" and (spec.categories is None or value in spec.categories)
+    else:
+        return kind is bool and spec.dtype == "bool"
+    return (spec.min is None or value >= spec.min) and (spec.max is None or value <= spec.max)
 
 
 def check_attributes(protected: Collection[str], attributes: Mapping[str, str]) -> list[FeatureProblem]:

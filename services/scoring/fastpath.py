@@ -17,14 +17,12 @@ the errors it gives. The FastAPI routes stay registered: /docs, OpenAPI and thos
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 import time
 from collections.abc import Awaitable, Callable
 
 from opentelemetry.trace import SpanKind
-from pydantic import ValidationError
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -146,12 +144,15 @@ def _parts(response: Response) -> Answer:
 
 
 def _parse(request: Request, body: bytes) -> ScoreRequest | None:
-    """The ScoreRequest FastAPI would build from this body (json.loads, then validation in
-    Python mode, as it does), or None when it would answer an error instead."""
+    """The ScoreRequest FastAPI would build from this body, or None to let FastAPI answer it.
+    FastAPI runs json.loads and then validates in Python mode; pydantic's own JSON parser builds
+    the same request at under a third of the cost (the same values, types included, for every
+    body both accept: unit-tested). What it refuses and json.loads might take (a byte-order
+    mark, UTF-16) goes to FastAPI, which decides it or names what is wrong exactly as before."""
     media = request.headers.get("content-type")
     if media is not None and media.split(";", 1)[0].strip().lower() != "application/json":
         return None
     try:
-        return ScoreRequest.model_validate(json.loads(body))
-    except (ValueError, ValidationError, RecursionError):  # JSONDecodeError is a ValueError
+        return ScoreRequest.model_validate_json(body)
+    except (ValueError, RecursionError):  # a ValidationError is a ValueError
         return None

@@ -109,6 +109,29 @@ def test_numbers_must_be_finite_typed_and_in_range(value, problem):
     assert [str(p) for p in domain.check_features(SPECS, features)] == [f"feature 'income' {problem}"]
 
 
+def test_the_quick_check_of_valid_requests_agrees_with_every_check_on_random_requests():
+    # check_features skips building problems when every value is plainly valid (the hot path):
+    # it must find a problem wherever the full checks do.
+    import random
+
+    rng = random.Random(3)
+    values = [0, 1, -1, 7, 2**53 - 1, 2**53, -(2**60), 0.0, -0.0, 0.5, 3.0, 1e300, math.nan, math.inf,
+              -math.inf, True, False, None, "car", "yacht", "", [1], {"a": 1}, 2.5, 5.0, 5.5, -0.1]
+    specs = [FeatureSpec(name="f", dtype="float"), FeatureSpec(name="i", dtype="int"),
+             FeatureSpec(name="b", dtype="bool"), FeatureSpec(name="s", dtype="string"),
+             *SPECS]
+    quick = 0
+    for _ in range(20_000):
+        schema = rng.sample(specs, rng.randint(1, 3))
+        features = {spec.name: rng.choice(values) for spec in schema if rng.random() < 0.95}
+        if rng.random() < 0.05:
+            features["extra"] = 1.0
+        found = domain.check_features(schema, features)
+        assert found == domain._problems(schema, features), (schema, features)
+        quick += not found
+    assert quick > 1000  # the valid case was drawn often enough to test the quick path
+
+
 def test_missing_features_are_named():
     problems = domain.check_features(SPECS, {"income": 1.0})
     missing = ("debt_ratio", "age", "purpose")
