@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import random
 import struct
+from enum import IntEnum
 
 import pytest
 import rfc8785
@@ -70,3 +71,49 @@ def test_what_rfc8785_refuses_is_refused_the_same_way(value):
         rfc8785.dumps(value)
     with pytest.raises(type(reference.value)):
         canonical.dumps(value)
+
+
+def _decision_like(rng: random.Random) -> dict:
+    """A document of the shape scoring publishes, every value one orjson is given."""
+    def number() -> float | int:
+        if rng.random() < 0.2:
+            return rng.randint(-(2**53) + 1, 2**53 - 1)
+        while True:
+            value = rng.uniform(-1, 1) * 10 ** rng.uniform(-5, 16)
+            if not value.is_integer() and 1e-5 <= abs(value) < 1e16:
+                return value
+    text = lambda: rng.choice(EDGE_STRINGS) + "".join(chr(rng.randint(0, 0x2FF)) for _ in range(3))  # noqa: E731
+    return {"id": text(), "data": {"inputs": {f"f{i}": number() for i in range(30)},
+                                   "codes": [{"feature": text(), "impact": number()} for _ in range(4)],
+                                   "flag": rng.choice([True, False, None]), "note": text()}}
+
+
+def test_documents_orjson_writes_are_rfc8785s_bytes():
+    rng = random.Random(2025)
+    for _ in range(3000):
+        doc = _decision_like(rng)
+        assert canonical._orjson_writes_jcs(doc)
+        assert canonical.dumps(doc) == rfc8785.dumps(doc), doc
+
+
+def test_floats_orjson_writes_have_rfc8785s_digits_and_the_rest_are_left_to_the_writers():
+    rng = random.Random(7)
+    floats = [rng.uniform(-1, 1) * 10 ** rng.uniform(-7, 17) for _ in range(100_000)]
+    floats += [struct.unpack("<d", rng.getrandbits(64).to_bytes(8, "little"))[0] for _ in range(50_000)]
+    floats += [*EDGE_FLOATS, 1e-5, math.nextafter(1e-5, 0), 1.5e-6, 9.5e-6, 2.0**52 + 0.5, 4503599627370495.5]
+    taken = 0
+    for value in floats:
+        if canonical._orjson_writes_jcs(value):
+            taken += 1
+            assert canonical.dumps(value) == rfc8785.dumps(value), repr(value)
+        elif math.isfinite(value):
+            assert value.is_integer() or not 1e-5 <= abs(value) < 1e16, repr(value)
+    assert taken > 80_000
+
+
+@pytest.mark.parametrize("value", [{"k": 2.0}, {"k": 1.5e-6}, {"k": 1e16 + 2}, {"é": 0.5}, ("x", 0.5),
+                                   {"k": IntEnum("E", "a").a}, [0.5, {"k": -0.0}]])
+def test_what_orjson_would_write_otherwise_is_left_to_the_writers(value):
+    # whole floats, exponent forms, non-ASCII keys, tuples, subclasses: JCS's bytes all the same
+    assert not canonical._orjson_writes_jcs(value)
+    assert canonical.dumps(value) == rfc8785.dumps(value)
