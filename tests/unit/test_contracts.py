@@ -39,6 +39,26 @@ def test_canonical_bytes_are_rfc8785_and_survive_a_round_trip():
     assert b"causationid" not in raw and b'"correlationid":"req-1"' in raw
 
 
+@pytest.mark.parametrize("data", [
+    {"inputs": {"a": 0.5, "b": 2.0, "c": None, "d": "x"}, "nested": [{"k": None}], "big": 2**40},
+    {"when": datetime(2026, 1, 2, 3, 4, 5, 600, tzinfo=UTC), "raw": b"bytes", "n": float("nan")},
+    {},
+])
+@pytest.mark.parametrize("micro", [0, 1, 123456])
+def test_canonical_bytes_are_those_of_the_full_model_dump(data, micro):
+    # canonical_bytes builds the envelope itself where data is already JSON; the bytes must be
+    # the ones model_dump's output gives, extensions, times and data of any kind alike
+    from contracts import canonical
+    from contracts.envelope import AnyEvent
+
+    traced = {"correlationid": "c", "causationid": "d", "traceparent": f"00-{'1' * 32}-{'2' * 16}-01"}
+    for extensions in ({}, traced):
+        event = AnyEvent(id="e1", source="modelgov/scoring", type="modelgov.scoring.decision.made.v1",
+                         subject="decision/e1", time=datetime(2026, 11, 24, 21, 0, 0, micro, tzinfo=UTC),
+                         data=data, actor="service:scoring", **extensions)
+        assert event.canonical_bytes() == canonical.dumps(event.model_dump(mode="json", exclude_none=True))
+
+
 def test_event_ids_are_time_ordered_uuid7():
     first, second = model_created(), model_created()
     assert first.id[14] == "7" and first.id < second.id
