@@ -26,6 +26,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
+import orjson
 from fastapi import APIRouter, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -362,6 +363,8 @@ def flatten(data: Any) -> list[Any]:
     """Row-major values from flat or nested lists (the spec allows both); a scalar is one value."""
     if not isinstance(data, list):
         return [data]
+    if not any(isinstance(item, list) for item in data):
+        return list(data)  # flat already (a row's values, as clients send them)
     out: list[Any] = []
     for item in data:
         out.extend(flatten(item) if isinstance(item, list) else [item])
@@ -438,6 +441,14 @@ def encode_response(model: str, request_id: str, wanted: dict[str, bool],
               "decision_id": [d.decision_id for d in decided],
               "model_version": [d.model_version for d in decided]}
     datatypes = {o.name: o.datatype for o in OUTPUTS}
+    versions = ",".join(map(str, sorted({d.model_version for d in decided})))
+    if not any(wanted.values()):
+        # All JSON (as clients ask by default): the document model_dump_json would write (the same
+        # bytes, tested), written by orjson at a fifth of the cost of building the models first.
+        return Response(orjson.dumps({
+            "model_name": model, "model_version": versions, "id": request_id,
+            "outputs": [{"name": name, "shape": [len(decided)], "datatype": datatypes[name],
+                         "data": values[name]} for name in wanted]}), media_type="application/json")
     outputs, blobs = [], []
     for name, binary in wanted.items():
         if binary:
@@ -448,12 +459,8 @@ def encode_response(model: str, request_id: str, wanted: dict[str, bool],
         else:
             outputs.append(ResponseOutput(name=name, shape=[len(decided)], datatype=datatypes[name],
                                           data=values[name]))
-    versions = sorted({d.model_version for d in decided})
-    response = InferenceResponse(model_name=model, model_version=",".join(map(str, versions)),
-                                 id=request_id, outputs=outputs)
+    response = InferenceResponse(model_name=model, model_version=versions, id=request_id, outputs=outputs)
     header = response.model_dump_json(exclude_none=True).encode()
-    if not blobs:
-        return Response(header, media_type="application/json")
     return Response(header + b"".join(blobs), media_type="application/octet-stream",
                     headers={HEADER_LENGTH: str(len(header))})
 

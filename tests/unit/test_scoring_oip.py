@@ -107,3 +107,30 @@ def test_the_openapi_documents_v2_errors_in_the_protocols_shape():
                 assert "application/problem+json" in responses["default"]["content"], path
     infer = schema["paths"]["/v2/models/{model}/infer"]["post"]["responses"]
     assert infer["400"]["content"]["application/json"]["schema"] == error
+
+
+@pytest.mark.parametrize("outputs", [["score", "decision_id"], ["decision", "model_version", "decision_id"],
+                                     ["score", "decision", "decision_id", "model_version"]])
+@pytest.mark.parametrize("rows", [1, 3])
+def test_a_json_response_is_the_document_the_protocol_models_write(outputs, rows):
+    from contracts.scoring.api import ScoreResponse
+    from contracts.scoring.oip import InferenceResponse, ResponseOutput
+    from services.scoring.oip import OUTPUTS, encode_response
+
+    decided = [ScoreResponse(decision_id=f"d{i}", score=[0.1234567890123, 1e-7, 0.5][i], decision="allow",
+                             model_version=1 + i % 2, route="champion", reason_codes=[]) for i in range(rows)]
+    answer = encode_response("fraud", "req-1", dict.fromkeys(outputs, False), decided)
+    datatypes = {o.name: o.datatype for o in OUTPUTS}
+    versions = ",".join(map(str, sorted({d.model_version for d in decided})))
+    expected = InferenceResponse(model_name="fraud", model_version=versions, id="req-1", outputs=[
+        ResponseOutput(name=n, shape=[rows], datatype=datatypes[n], data=[getattr(d, n) for d in decided])
+        for n in outputs])
+    assert answer.body == expected.model_dump_json(exclude_none=True).encode()
+    assert answer.media_type == "application/json"
+
+
+def test_flat_and_nested_data_flatten_alike():
+    from services.scoring.oip import flatten
+
+    assert flatten([1.5, 2, "x"]) == flatten([[1.5], [2, ["x"]]]) == [1.5, 2, "x"]
+    assert flatten(7) == [7]
