@@ -5,11 +5,11 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated, Any, ClassVar, Generic, TypeVar
 
-import uuid6
 from pydantic import BaseModel, ConfigDict, Field, GetPydanticSchema, field_validator
 from pydantic_core import core_schema
 
 from contracts import canonical
+from contracts.uuid7 import uuid7
 
 SPEC_VERSION = "1.0"
 
@@ -76,7 +76,7 @@ AnyEvent = CloudEvent[dict[str, Any]]
 
 
 def new_event_id() -> str:
-    return str(uuid6.uuid7())
+    return str(uuid7())
 
 
 def make_event(
