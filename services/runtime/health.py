@@ -16,6 +16,7 @@ from prometheus_client import (
 from sqlalchemy import text
 
 from services.runtime.errors import problem_response
+from services.runtime.labels import Children
 
 router = APIRouter(tags=["operations"])
 
@@ -31,10 +32,11 @@ class HttpMetrics:
         self.latency = Histogram("modelgov_http_request_duration_seconds", "HTTP latency",
                                  labels[:3], registry=self.registry)
         self.service = service
+        self._requests, self._latency = Children(self.requests), Children(self.latency)
 
     def observe(self, method: str, route: str, status: int, seconds: float) -> None:
-        self.requests.labels(self.service, method, route, str(status)).inc()
-        self.latency.labels(self.service, method, route).observe(seconds)
+        self._requests(self.service, method, route, str(status)).inc()
+        self._latency(self.service, method, route).observe(seconds)
 
 
 class MetricsMiddleware:

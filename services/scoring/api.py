@@ -152,9 +152,7 @@ async def _decide(request: Request, who: Principal, model: str, items: list[Scor
     await _on_record(rt, metrics, model, events)
     elapsed = time.perf_counter() - started
     for response in responses:
-        labels = (model, str(response.model_version), response.route)
-        metrics.requests.labels(*labels, response.decision).inc()
-        metrics.latency.labels(*labels).observe(elapsed)
+        metrics.decided(model, str(response.model_version), response.route, response.decision, elapsed)
     if deployment is not None and deployment.shadow:  # a pinned request is not the deployment's traffic
         _start_shadows(rt, metrics, model, deployment.shadow, items, responses, cause, trace_id)
     return responses

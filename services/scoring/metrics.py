@@ -8,6 +8,8 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import CounterMetricFamily
 
+from services.runtime.labels import Children
+
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 
 
@@ -31,6 +33,12 @@ class ScoringMetrics:
         registry.register(self._coalescing)
         self.shadows = Counter("modelgov_scoring_shadow_predictions_total", "Shadow predictions",
                                ["model", "version", "outcome"], registry=registry)
+        self._decisions, self._latencies = Children(self.requests), Children(self.latency)
+
+    def decided(self, model: str, version: str, route: str, decision: str, seconds: float) -> None:
+        """One decision returned, `seconds` after its request came in."""
+        self._decisions(model, version, route, decision).inc()
+        self._latencies(model, version, route).observe(seconds)
 
     def watch_coalescing(self, loaded: Callable[[], Iterable[Any]]) -> None:
         """`loaded()`: the versions in the cache; their coalescers' counts are read at scrape."""
