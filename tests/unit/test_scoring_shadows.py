@@ -133,3 +133,48 @@ async def test_a_shadow_scores_a_few_rows_on_the_event_loop_and_more_in_a_thread
     assert await api._decided(loaded, rows[:1]) == rows[:1]
     assert await api._decided(loaded, rows) == rows
     assert threads[0] == threading.get_ident() != threads[1]
+
+
+async def test_a_shadow_job_for_one_row_scores_it_on_the_event_loop_and_records_its_prediction():
+    # the shadow path itself, not only the helper it calls: a thread hop per shadowed request
+    # cost the next decisions more than the model call
+    import threading
+    from datetime import UTC, datetime
+    from types import SimpleNamespace
+
+    from prometheus_client import CollectorRegistry
+
+    from contracts.registry.api import FeatureSpec
+    from contracts.scoring.api import ScoreRequest, ScoreResponse
+    from services.runtime.causes import Cause
+    from services.scoring import api
+    from services.scoring.metrics import ScoringMetrics
+    from services.scoring.models import Decided
+
+    threads, recorded = [], []
+
+    def decide_many(rows):
+        threads.append(threading.get_ident())
+        return [Decided(score=0.25, decision="allow", reasons=[]) for _ in rows]
+
+    loaded = SimpleNamespace(schema=[FeatureSpec(name="x", dtype="float")], coalescer=None,
+                             decide_many=decide_many)
+
+    class Loader:
+        async def get(self, model, version):
+            return loaded
+
+    class Recorder:
+        async def durable(self, events, model):
+            recorded.extend(events)
+
+    rt = SimpleNamespace(extras={"loader": Loader(), "recorder": Recorder()})
+    items = [ScoreRequest(entity_id="e1", features={"x": 1.0})]
+    answered = [ScoreResponse(decision_id="d1", score=0.5, decision="allow", model_version=1,
+                              route="champion", reason_codes=[])]
+    await api._shadow_one(rt, ScoringMetrics(CollectorRegistry()), "m", 2, items, answered,
+                          Cause("service:scoring", datetime.now(UTC)), None)
+    assert threads == [threading.get_ident()]
+    [event] = recorded
+    assert event.type == "modelgov.scoring.shadow_prediction.made.v1"
+    assert event.data["decision_id"] == "d1" and event.data["version"] == 2 and event.data["score"] == 0.25
