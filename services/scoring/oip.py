@@ -42,7 +42,6 @@ from contracts.scoring.oip import (
     ModelMetadata,
     ModelReady,
     RequestInput,
-    ResponseOutput,
     ServerLive,
     ServerMetadata,
     ServerNotReady,
@@ -436,31 +435,26 @@ def requested_outputs(body: InferenceRequest) -> dict[str, bool]:
 
 def encode_response(model: str, request_id: str, wanted: dict[str, bool],
                     decided: list[ScoreResponse]) -> Response:
-    """The decisions as output tensors, JSON or binary per output."""
-    values = {"score": [d.score for d in decided], "decision": [d.decision for d in decided],
-              "decision_id": [d.decision_id for d in decided],
-              "model_version": [d.model_version for d in decided]}
+    """The decisions as output tensors, JSON or binary per output (each output is named after
+    the ScoreResponse field it holds)."""
     datatypes = {o.name: o.datatype for o in OUTPUTS}
-    versions = ",".join(map(str, sorted({d.model_version for d in decided})))
-    if not any(wanted.values()):
-        # All JSON (as clients ask by default): the document model_dump_json would write (the same
-        # bytes, tested), written by orjson at a fifth of the cost of building the models first.
-        return Response(orjson.dumps({
-            "model_name": model, "model_version": versions, "id": request_id,
-            "outputs": [{"name": name, "shape": [len(decided)], "datatype": datatypes[name],
-                         "data": values[name]} for name in wanted]}), media_type="application/json")
     outputs, blobs = [], []
     for name, binary in wanted.items():
+        output = {"name": name, "shape": [len(decided)], "datatype": datatypes[name]}
+        values = [getattr(d, name) for d in decided]
         if binary:
-            raw = to_binary(datatypes[name], values[name])
-            blobs.append(raw)
-            outputs.append(ResponseOutput(name=name, shape=[len(decided)], datatype=datatypes[name],
-                                          parameters={"binary_data_size": len(raw)}))
+            blobs.append(to_binary(datatypes[name], values))
+            output["parameters"] = {"binary_data_size": len(blobs[-1])}
         else:
-            outputs.append(ResponseOutput(name=name, shape=[len(decided)], datatype=datatypes[name],
-                                          data=values[name]))
-    response = InferenceResponse(model_name=model, model_version=versions, id=request_id, outputs=outputs)
-    header = response.model_dump_json(exclude_none=True).encode()
+            output["data"] = values
+        outputs.append(output)
+    # The document InferenceResponse's model_dump_json writes (the same bytes, tested), by orjson
+    # at a fifth of the cost of building the models first.
+    versions = ",".join(map(str, sorted({d.model_version for d in decided})))
+    header = orjson.dumps({"model_name": model, "model_version": versions, "id": request_id,
+                           "outputs": outputs})
+    if not blobs:
+        return Response(header, media_type="application/json")
     return Response(header + b"".join(blobs), media_type="application/octet-stream",
                     headers={HEADER_LENGTH: str(len(header))})
 

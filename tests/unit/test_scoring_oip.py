@@ -112,21 +112,35 @@ def test_the_openapi_documents_v2_errors_in_the_protocols_shape():
 @pytest.mark.parametrize("outputs", [["score", "decision_id"], ["decision", "model_version", "decision_id"],
                                      ["score", "decision", "decision_id", "model_version"]])
 @pytest.mark.parametrize("rows", [1, 3])
-def test_a_json_response_is_the_document_the_protocol_models_write(outputs, rows):
+@pytest.mark.parametrize("binary", [(), ("score",), ("decision", "decision_id")])
+def test_a_response_is_the_document_the_protocol_models_write(outputs, rows, binary):
     from contracts.scoring.api import ScoreResponse
     from contracts.scoring.oip import InferenceResponse, ResponseOutput
-    from services.scoring.oip import OUTPUTS, encode_response
+    from services.scoring.oip import HEADER_LENGTH, OUTPUTS, encode_response
 
     decided = [ScoreResponse(decision_id=f"d{i}", score=[0.1234567890123, 1e-7, 0.5][i], decision="allow",
                              model_version=1 + i % 2, route="champion", reason_codes=[]) for i in range(rows)]
-    answer = encode_response("fraud", "req-1", dict.fromkeys(outputs, False), decided)
+    answer = encode_response("fraud", "req-1", {n: n in binary for n in outputs}, decided)
     datatypes = {o.name: o.datatype for o in OUTPUTS}
     versions = ",".join(map(str, sorted({d.model_version for d in decided})))
-    expected = InferenceResponse(model_name="fraud", model_version=versions, id="req-1", outputs=[
-        ResponseOutput(name=n, shape=[rows], datatype=datatypes[n], data=[getattr(d, n) for d in decided])
-        for n in outputs])
-    assert answer.body == expected.model_dump_json(exclude_none=True).encode()
-    assert answer.media_type == "application/json"
+    tensors, blobs = [], b""
+    for n in outputs:
+        values = [getattr(d, n) for d in decided]
+        if n in binary:
+            raw = to_binary(datatypes[n], values)
+            blobs += raw
+            tensors.append(ResponseOutput(name=n, shape=[rows], datatype=datatypes[n],
+                                          parameters={"binary_data_size": len(raw)}))
+        else:
+            tensors.append(ResponseOutput(name=n, shape=[rows], datatype=datatypes[n], data=values))
+    expected = InferenceResponse(model_name="fraud", model_version=versions, id="req-1", outputs=tensors)
+    header = expected.model_dump_json(exclude_none=True).encode()
+    if not set(binary) & set(outputs):
+        assert answer.body == header
+        assert answer.media_type == "application/json"
+    else:
+        assert answer.body == header + blobs and answer.headers[HEADER_LENGTH] == str(len(header))
+        assert answer.media_type == "application/octet-stream"
 
 
 def test_flat_and_nested_data_flatten_alike():
