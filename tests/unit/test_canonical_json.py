@@ -82,7 +82,9 @@ def _decision_like(rng: random.Random) -> dict:
             value = rng.uniform(-1, 1) * 10 ** rng.uniform(-5, 16)
             if not value.is_integer() and 1e-5 <= abs(value) < 1e16:
                 return value
-    text = lambda: rng.choice(EDGE_STRINGS) + "".join(chr(rng.randint(0, 0x2FF)) for _ in range(3))  # noqa: E731
+    def text() -> str:
+        return rng.choice(EDGE_STRINGS) + "".join(chr(rng.randint(0, 0x2FF)) for _ in range(3))
+
     return {"id": text(), "data": {"inputs": {f"f{i}": number() for i in range(30)},
                                    "codes": [{"feature": text(), "impact": number()} for _ in range(4)],
                                    "flag": rng.choice([True, False, None]), "note": text()}}
