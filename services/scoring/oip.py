@@ -233,10 +233,14 @@ async def infer_version(model: ModelName, version: VersionNumber, request: Reque
     return await infer_rows(model, request, who, version=version)
 
 
-async def infer_rows(model: str, request: Request, who: Principal, version: int | None) -> Response:
-    """Both infer routes' work (also called by the scoring fast path); raises Problem."""
+async def infer_rows(model: str, request: Request, who: Principal, version: int | None,
+                     raw: bytes | None = None) -> Response:
+    """Both infer routes' work (also called by the scoring fast path, with the body it read);
+    raises Problem."""
+    if raw is None:
+        raw = await request.body()
     try:
-        body, blobs = parse_request(await request.body(), request.headers.get(HEADER_LENGTH))
+        body, blobs = parse_request(raw, request.headers.get(HEADER_LENGTH))
         features = await _matrix_columns(request, model, version) if _one_matrix(body) else None
         rows = rows_of(body, blobs, features)
         outputs = requested_outputs(body)
