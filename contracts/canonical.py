@@ -63,12 +63,12 @@ def _for_orjson(obj: Any) -> Any:
         for key, value in obj.items():
             if type(key) is not str or not key.isascii():
                 return _NOT
-            kind = type(value)
-            if kind is float:  # inline: a decision's inputs are mostly floats
+            held = type(value)
+            if held is float:  # inline: a decision's inputs are mostly floats
                 if 1e-5 <= abs(value) < 1e16 and not value.is_integer():
                     continue
                 ready = _float(value)
-            elif kind is str:
+            elif held is str:
                 continue
             else:
                 ready = _for_orjson(value)
