@@ -11,6 +11,7 @@ ran its ids' time 0.3 s ahead of the clock per second of load (100,000 ids in a 
 from __future__ import annotations
 
 import os
+import threading
 import time
 import uuid
 
@@ -18,22 +19,27 @@ _VERSION_7_FLAGS = (7 << 76) | (0b10 << 62)  # version 7, variant RFC 9562
 _COUNTER_MAX = (1 << 42) - 1
 _last_ms = -1
 _last_counter = 0
+# Ids are made on the event loop and in worker threads (commits): without the lock, two threads
+# took the same counter value in ~3 of 1,000 ids made at once (unit test), ids then apart only by
+# their random tail and out of order.
+_lock = threading.Lock()
 
 
 def uuid7() -> uuid.UUID:
     global _last_ms, _last_counter
-    ms = time.time_ns() // 1_000_000
-    if ms > _last_ms:
-        counter, tail = _fresh()
-    else:  # the same millisecond, or the clock went back: count on from the last id
-        ms = _last_ms
-        counter = _last_counter + 1
-        if counter > _COUNTER_MAX:  # 2**41 ids in a millisecond at the least: borrow the next
-            ms += 1
+    with _lock:
+        ms = time.time_ns() // 1_000_000
+        if ms > _last_ms:
             counter, tail = _fresh()
-        else:
-            tail = int.from_bytes(os.urandom(4))
-    _last_ms, _last_counter = ms, counter
+        else:  # the same millisecond, or the clock went back: count on from the last id
+            ms = _last_ms
+            counter = _last_counter + 1
+            if counter > _COUNTER_MAX:  # 2**41 ids in a millisecond at the least: borrow the next
+                ms += 1
+                counter, tail = _fresh()
+            else:
+                tail = int.from_bytes(os.urandom(4))
+        _last_ms, _last_counter = ms, counter
     value = ((ms & 0xFFFF_FFFF_FFFF) << 80 | (counter >> 30 & 0xFFF) << 64 | (counter & 0x3FFF_FFFF) << 32
              | tail | _VERSION_7_FLAGS)
     return uuid.UUID(int=value)

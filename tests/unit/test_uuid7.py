@@ -41,3 +41,31 @@ def test_a_full_counter_borrows_the_next_millisecond(monkeypatch):
     monkeypatch.setattr(time, "time_ns", lambda: (first.int >> 80) * 1_000_000)
     second = ids.uuid7()
     assert second.int >> 80 == (first.int >> 80) + 1 and second.int > first.int
+
+
+def test_ids_made_on_several_threads_at_once_are_distinct_and_each_threads_increase():
+    # decisions make ids on the event loop while commits make theirs in worker threads; two
+    # threads taking the same counter value would make ids that differ only in their random tail
+    import sys
+    import threading
+
+    made: list[list[uuid.UUID]] = [[] for _ in range(4)]
+    start = threading.Barrier(len(made))
+
+    def make(into: list[uuid.UUID]) -> None:
+        start.wait()
+        into.extend(ids.uuid7() for _ in range(30_000))
+
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # switch threads as often as the interpreter allows
+    try:
+        threads = [threading.Thread(target=make, args=(into,)) for into in made]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    finally:
+        sys.setswitchinterval(interval)
+    every = [u.int >> 32 for into in made for u in into]  # time and counter, without the tail
+    assert len(set(every)) == len(every)
+    assert all(all(a.int < b.int for a, b in zip(into, into[1:], strict=False)) for into in made)
