@@ -1,7 +1,8 @@
 """OpenTelemetry: one trace from an HTTP request, through the event's traceparent, to consumers.
 
-HTTP server spans come from FastAPI's native telemetry (it continues an incoming traceparent);
-this module adds the exporter set-up and carries the context through events.
+HTTP server spans come from FastAPI's native telemetry (it continues an incoming traceparent), and
+on scoring's hottest routes from its fast path, which opens them with `provider_tracer()`; this
+module adds the exporter set-up and carries the context through events.
 """
 
 from __future__ import annotations
@@ -20,7 +21,9 @@ from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapProp
 from services.runtime.settings import Settings
 
 _propagator = TraceContextTextMapPropagator()
-tracer = trace.get_tracer("modelgov")
+TRACER_NAME = "modelgov"
+# A proxy (made at import, before setup_tracing): it finds the provider's tracer on each use.
+tracer = trace.get_tracer(TRACER_NAME)
 # A consumer's batch span links to every event in the batch (the audit's hold up to 1,000); the
 # SDK's default keeps 128 links and drops the rest.
 MAX_LINKS = 1000
@@ -32,6 +35,12 @@ def setup_tracing(settings: Settings, service: str) -> None:
     (tests, a host application) is kept."""
     if not isinstance(trace.get_tracer_provider(), TracerProvider):
         trace.set_tracer_provider(provider_for(settings, service))
+
+
+def provider_tracer() -> trace.Tracer:
+    """The installed provider's own tracer, for a hot path: the proxy `tracer` wraps each span's
+    context manager in one of its own (~3 of a server span's ~10 µs). Take it after setup_tracing."""
+    return trace.get_tracer(TRACER_NAME)
 
 
 def provider_for(settings: Settings, service: str) -> TracerProvider:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 from opentelemetry import context, trace
-from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace import Tracer, TracerProvider
 
 from services.runtime.settings import Settings
 from services.runtime.telemetry import (
@@ -14,7 +14,11 @@ from services.runtime.telemetry import (
     context_from,
     current_traceparent,
     provider_for,
+    provider_tracer,
     sampler_for,
+)
+from services.runtime.telemetry import (
+    tracer as proxy,
 )
 
 TRACEPARENT = re.compile(r"00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})")
@@ -78,3 +82,10 @@ def test_modelgovs_provider_keeps_a_link_for_every_event_of_a_full_batch():
             span.add_link(trace.SpanContext(i + 1, i + 1, is_remote=True))
     # check: a batch of 1,000 events keeps all 1,000 links (the SDK's default keeps 128)
     assert MAX_LINKS == 1000 and len(span.links) == MAX_LINKS
+
+
+def test_the_hot_paths_tracer_is_the_installed_providers_own_not_the_proxy(tracer_provider):
+    assert isinstance(provider_tracer(), Tracer) and not isinstance(proxy, Tracer)
+    with provider_tracer().start_as_current_span("POST /v1/score/{model}",
+                                                 context=context_from(CALLER)) as span:
+        assert span.get_span_context().trace_id == int(CALLER.split("-")[1], 16)
