@@ -7,6 +7,7 @@ import re
 from opentelemetry import context, trace
 from opentelemetry.sdk.trace import Tracer, TracerProvider
 
+from services.runtime import telemetry
 from services.runtime.settings import Settings
 from services.runtime.telemetry import (
     MAX_LINKS,
@@ -16,9 +17,6 @@ from services.runtime.telemetry import (
     provider_for,
     provider_tracer,
     sampler_for,
-)
-from services.runtime.telemetry import (
-    tracer as proxy,
 )
 
 TRACEPARENT = re.compile(r"00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})")
@@ -85,7 +83,7 @@ def test_modelgovs_provider_keeps_a_link_for_every_event_of_a_full_batch():
 
 
 def test_the_hot_paths_tracer_is_the_installed_providers_own_not_the_proxy(tracer_provider):
-    assert isinstance(provider_tracer(), Tracer) and not isinstance(proxy, Tracer)
+    assert isinstance(provider_tracer(), Tracer) and not isinstance(telemetry.tracer, Tracer)
     with provider_tracer().start_as_current_span("POST /v1/score/{model}",
                                                  context=context_from(CALLER)) as span:
         assert span.get_span_context().trace_id == int(CALLER.split("-")[1], 16)
