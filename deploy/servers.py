@@ -30,9 +30,24 @@ def binary(name: str) -> str:
 
 
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A port nothing listens on, which the OS will not hand to anyone else for a minute.
+
+    Linux picks ephemeral ports at random, so a port merely bound and released here can be the
+    next one bind(0) gives another program (Temporal's dev server picks its HTTP, metrics and
+    internal ports that way) before the server it was chosen for binds it. A connection closed
+    from the listening side first leaves the port in TIME_WAIT (60 s): bind(0) passes it over,
+    and a server binding it by number with SO_REUSEADDR, as uvicorn, Go and gRPC servers do,
+    still can. This is what Temporal's own devserver.GetFreePort does.
+    """
+    with socket.socket() as listener:
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # passed on to TIME_WAIT
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(1)
+        port = listener.getsockname()[1]
+        with socket.create_connection(("127.0.0.1", port)):
+            accepted, _ = listener.accept()
+            accepted.close()
+    return port
 
 
 def port_open(port: int, host: str = "127.0.0.1", timeout: float = 0.3) -> bool:

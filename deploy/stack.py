@@ -211,10 +211,24 @@ def migrate(names: list[str], env: dict[str, str], paths: Paths) -> None:
 SCORING_HTTP = ["--http", "services.scoring.http:HttpToolsOneWrite"]
 
 
+def service_on(port: int) -> str | None:
+    """Which modelgov service answers on `port`, by its /healthz; None for anything else."""
+    try:
+        body = httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2).json()
+    except (httpx.HTTPError, ValueError):
+        return None
+    return body.get("service") if isinstance(body, dict) else None
+
+
 def start_service(name: str, settings: Settings, paths: Paths, env: dict[str, str]) -> Component:
     port = settings.port(name)
     if port_open(port):
-        print(f"  {name:<10} something already answers on port {port}: reusing it")
+        found = service_on(port)
+        if found != name:
+            holder = f"modelgov's {found} service" if found else "something that is not modelgov's"
+            raise RuntimeError(f"{name}'s port {port} is taken by {holder}: stop that, or give "
+                               f"{name} a free port with MODELGOV_{name.upper()}_PORT")
+        print(f"  {name:<10} already answers on port {port}: reusing it")
         return Component(name, port, owned=False)
     log = open(paths.log / f"{name}.log", "ab")
     workers = ["--workers", str(settings.scoring_workers), *SCORING_HTTP] if name == "scoring" else []

@@ -63,9 +63,9 @@ class MetricsMiddleware:
 
 
 @router.get("/healthz", summary="Liveness")
-def healthz() -> dict[str, str]:
-    """The process is up."""
-    return {"status": "ok"}
+def healthz(request: Request) -> dict[str, str]:
+    """The process is up, and which service it is (the stack launcher checks before reusing a port)."""
+    return {"status": "ok", "service": request.app.state.runtime.name}
 
 
 @router.get("/readyz", summary="Readiness: database and NATS reachable")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import stat
 import subprocess
 import sys
@@ -134,6 +135,8 @@ def test_up_starts_everything_and_waits_for_readiness(stack):
     for name in services:
         port = stack.ports[name.upper()]
         assert httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=5).status_code == 200
+        assert httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=5).json() == {
+            "status": "ok", "service": name}
         assert f"http://127.0.0.1:{port}/docs" in stack.up.stdout
     assert f"http://127.0.0.1:{stack.ports['TEMPORAL_UI']}" in stack.up.stdout
     assert (stack.var / "log" / "nats.log").exists()
@@ -148,6 +151,44 @@ def test_up_again_is_safe(stack):
     assert again.returncode == 0, explain(again)
     assert "already running" in again.stdout
     assert stack.state() == before
+
+
+def test_a_second_launcher_reuses_the_running_stack_and_its_down_leaves_it(stack, tmp_path):
+    env = {**stack.env, "MODELGOV_VAR_DIR": str(tmp_path / "var")}
+
+    up = run("deploy.stack", "up", env=env)
+
+    # check it reused every part on the ports asked for, owning none
+    assert up.returncode == 0, explain(up)
+    components = json.loads((tmp_path / "var" / "stack.json").read_text())["components"]
+    assert {c["name"] for c in components} == {c["name"] for c in stack.state()}
+    assert not any(c["owned"] for c in components)
+    assert up.stdout.count("reusing") == len(components)
+
+    down = run("deploy.stack", "down", env=env)
+
+    # check the first stack still runs, every service ready
+    assert down.returncode == 0, explain(down)
+    assert all(httpx.get(f"http://127.0.0.1:{c['port']}/readyz", timeout=5).status_code == 200
+               for c in stack.state() if c["name"] in SERVICES)
+
+
+def test_up_refuses_a_service_port_held_by_something_else(tmp_path):
+    env, ports = stack_env(tmp_path)
+    with socket.socket() as stranger:
+        stranger.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        stranger.bind(("127.0.0.1", ports["REGISTRY"]))
+        stranger.listen()
+
+        up = run("deploy.stack", "up", env=env)
+
+    # check it says whose port and how to fix it, and stops what it had started
+    assert up.returncode == 1, explain(up)
+    assert (f"registry's port {ports['REGISTRY']} is taken by something that is not modelgov's"
+            in up.stderr), explain(up)
+    assert "MODELGOV_REGISTRY_PORT" in up.stderr
+    assert not port_open(ports["NATS"]) and not port_open(ports["TEMPORAL"])
+    assert not (tmp_path / "var" / "stack.json").exists()
 
 
 def test_tokens_file_holds_every_role_for_its_owner_only(stack):
