@@ -17,6 +17,7 @@ from abc import ABC, abstractmethod
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 import httpx
@@ -117,6 +118,11 @@ class LoadedModel:
     @property
     def schema(self) -> list[FeatureSpec]:
         return self.parts.schema
+
+    @cached_property
+    def feature_names(self) -> tuple[str, ...]:
+        """The features in schema order: the columns of an OIP [N, F] tensor."""
+        return tuple(s.name for s in self.schema)
 
     def decide_many(self, items: Sequence[Mapping[str, Any]]) -> list[Decided]:
         """Score checked feature dicts in one call; adverse decisions carry their principal reasons."""

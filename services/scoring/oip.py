@@ -270,7 +270,7 @@ def _one_matrix(body: InferenceRequest) -> bool:
     return len(body.inputs) == 1 and len(body.inputs[0].shape) == 2
 
 
-async def _matrix_columns(request: Request, model: str, version: int | None) -> list[str]:
+async def _matrix_columns(request: Request, model: str, version: int | None) -> Sequence[str]:
     """The features a [N, F] tensor's columns stand for: the named version's, else the champion's
     (a canary with other features needs one tensor per feature)."""
     rt = api.runtime_of(request)
@@ -278,7 +278,7 @@ async def _matrix_columns(request: Request, model: str, version: int | None) -> 
         return [s.name for s in (await api.pinned_record(rt, model, version)).metadata.feature_schema]
     deployment = await _deployment(request, model)
     champion = await api.loaded_version(rt, api.metrics_of(request), model, deployment.champion)
-    return [s.name for s in champion.schema]
+    return champion.feature_names
 
 
 def parse_request(raw: bytes, header_length: str | None) -> tuple[InferenceRequest, bytes]:
