@@ -225,8 +225,8 @@ def start_service(name: str, settings: Settings, paths: Paths, env: dict[str, st
     if port_open(port):
         found = service_on(port)
         if found != name:
-            holder = f"modelgov's {found} service" if found else "something that is not modelgov's"
-            raise RuntimeError(f"{name}'s port {port} is taken by {holder}: stop that, or give "
+            holder = f"modelgov's {found}" if found else f"something other than modelgov's {name}"
+            raise RuntimeError(f"{name}'s port {port} is taken by {holder}: stop it, or give "
                                f"{name} a free port with MODELGOV_{name.upper()}_PORT")
         print(f"  {name:<10} already answers on port {port}: reusing it")
         return Component(name, port, owned=False)

@@ -184,8 +184,8 @@ def test_up_refuses_a_service_port_held_by_something_else(tmp_path):
 
     # check it says whose port and how to fix it, and stops what it had started
     assert up.returncode == 1, explain(up)
-    assert (f"registry's port {ports['REGISTRY']} is taken by something that is not modelgov's"
-            in up.stderr), explain(up)
+    assert (f"registry's port {ports['REGISTRY']} is taken by something other than modelgov's "
+            f"registry" in up.stderr), explain(up)
     assert "MODELGOV_REGISTRY_PORT" in up.stderr
     assert not port_open(ports["NATS"]) and not port_open(ports["TEMPORAL"])
     assert not (tmp_path / "var" / "stack.json").exists()

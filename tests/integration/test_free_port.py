@@ -18,7 +18,8 @@ def test_the_os_does_not_hand_out_a_port_free_port_chose():
     handed = {free_port() for _ in range(100)}
     assert len(handed) == 100
 
-    # check no bind(0) gets one of them: with a plain bind-and-release ~1 in 280 did here
+    # check no bind(0) gets one of them (after a plain bind-and-release, 61-91 of 5,000 got one
+    # of 200 such ports here)
     assert [p for p in (bound_by_the_os() for _ in range(3000)) if p in handed] == []
 
 
