@@ -51,12 +51,9 @@ class Stack:
 
 
 def stack_env(base: Path, nats_port: int | None = None) -> tuple[dict[str, str], dict[str, int]]:
-    """The launcher's environment: a private var dir and a distinct free port for everything."""
-    ports: dict[str, int] = {}
-    while len(ports) < len(PORTS):
-        port = free_port()
-        if port not in ports.values() and port != nats_port:
-            ports[PORTS[len(ports)]] = port
+    """The launcher's environment: a private var dir and a distinct free port for everything
+    (free_port() hands out no port twice within a minute)."""
+    ports = {name: free_port() for name in PORTS}
     if nats_port is not None:
         ports["NATS"] = nats_port
     env = {k: v for k, v in os.environ.items() if not k.startswith("MODELGOV_")}
