@@ -188,6 +188,20 @@ def test_up_refuses_a_service_port_held_by_something_else(tmp_path):
     assert not (tmp_path / "var" / "stack.json").exists()
 
 
+def test_up_refuses_a_service_port_held_by_another_modelgov_service(stack, tmp_path):
+    audit = stack.ports["AUDIT"]
+    env = {**stack.env, "MODELGOV_VAR_DIR": str(tmp_path / "var"), "MODELGOV_REGISTRY_PORT": str(audit)}
+
+    up = run("deploy.stack", "up", env=env)
+
+    # check it names the service holding the port instead of reusing it, and the stack runs on
+    assert up.returncode == 1, explain(up)
+    assert f"registry's port {audit} is taken by modelgov's audit" in up.stderr, explain(up)
+    assert httpx.get(f"http://127.0.0.1:{audit}/healthz", timeout=5).json()["service"] == "audit"
+    assert all(httpx.get(f"http://127.0.0.1:{c['port']}/readyz", timeout=5).status_code == 200
+               for c in stack.state() if c["name"] in SERVICES)
+
+
 def test_tokens_file_holds_every_role_for_its_owner_only(stack):
     path = stack.var / "local-tokens.json"
     tokens = json.loads(path.read_text())
